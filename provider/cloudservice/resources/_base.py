@@ -1,0 +1,151 @@
+"""What every resource of this provider shares: typed inputs and outputs, and a default diff.
+
+A resource is a pair of pydantic models plus a handler, as in pulumi-go-provider's `infer`:
+`Args` (the inputs, camelCase on the wire, `extra="forbid"`) and `State` (Args plus outputs).
+Fields that force a replacement carry `replace_on_changes()` in their metadata; the schema and
+the diff both read it from there, so it is said once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from ..virt import Host
+
+_REPLACE = "replaceOnChanges"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=AliasGenerator(alias=to_camel),
+        frozen=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def replace_on_changes() -> dict[str, Any]:
+    """Field metadata: changing this input replaces the resource."""
+    return {_REPLACE: True}
+
+
+ArgsT = TypeVar("ArgsT", bound=Model)
+StateT = TypeVar("StateT", bound=Model)
+
+
+@dataclass
+class FieldChange:
+    wire_name: str
+    replace: bool
+
+
+@dataclass
+class Changes:
+    fields: list[FieldChange] = field(default_factory=list)
+
+    @property
+    def replaces(self) -> list[str]:
+        return [change.wire_name for change in self.fields if change.replace]
+
+
+def wire_names(model: type[Model]) -> dict[str, str]:
+    """Python field name -> camelCase wire name."""
+    return {name: info.alias or name for name, info in model.model_fields.items()}
+
+
+def replace_fields(model: type[Model]) -> set[str]:
+    """Wire names of the fields marked `replace_on_changes()`."""
+    marked = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get(_REPLACE):
+            marked.add(info.alias or name)
+    return marked
+
+
+class Resource(ABC, Generic[ArgsT, StateT]):
+    """A custom resource: its token, its models and its lifecycle against a libvirt host."""
+
+    token: ClassVar[str]
+    args_model: ClassVar[type[Model]]
+    state_model: ClassVar[type[Model]]
+    description: ClassVar[str]
+    # True when the ID is a natural key (a name on the host): the old one must go first.
+    delete_before_replace: ClassVar[bool] = True
+
+    def __init__(self, connect: Callable[[], Host]) -> None:
+        self.connect = connect
+
+    def check(
+        self, inputs: dict[str, Any], unknown: set[str]
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """Validate inputs; returns (inputs to store, [(property, reason)]). Never raises for bad input.
+
+        Valid inputs come back normalised, defaults filled in, so that diff compares like with like.
+        """
+        try:
+            args = self.args_model.model_validate(inputs)
+        except ValidationError as exc:
+            return _with_defaults(self.args_model, inputs, unknown), _failures(exc, unknown)
+        return args.wire(), []
+
+    def diff(self, old_state: dict[str, Any], new_inputs: dict[str, Any], unknown: set[str],
+             ignore: set[str]) -> Changes:  # fmt: skip
+        """Compare Args fields only: those are what the user controls."""
+        replace = replace_fields(self.args_model)
+        changes = Changes()
+        for wire_name in wire_names(self.args_model).values():
+            if wire_name in ignore:
+                continue
+            if wire_name in unknown or old_state.get(wire_name) != new_inputs.get(wire_name):
+                changes.fields.append(FieldChange(wire_name, wire_name in replace))
+        return changes
+
+    @abstractmethod
+    def preview_id(self, args: ArgsT) -> str:
+        """The ID a create would return, computed without side effects."""
+
+    @abstractmethod
+    def create(self, args: ArgsT) -> tuple[str, StateT]: ...
+
+    @abstractmethod
+    def read(self, resource_id: str, state: StateT) -> StateT | None:
+        """The live state, or None when the object is gone."""
+
+    @abstractmethod
+    def update(self, resource_id: str, old: StateT, new: ArgsT) -> StateT: ...
+
+    @abstractmethod
+    def delete(self, resource_id: str, state: StateT) -> None: ...
+
+
+def _with_defaults(model: type[Model], inputs: dict[str, Any], unknown: set[str]) -> dict[str, Any]:
+    """Inputs not yet valid (some are unknown in a preview), with the known defaults filled in."""
+    filled = dict(inputs)
+    for name, info in model.model_fields.items():
+        wire_name = info.alias or name
+        if wire_name not in filled and wire_name not in unknown and not info.is_required():
+            default = info.get_default(call_default_factory=True)
+            if default is not None:
+                filled[wire_name] = default
+    return filled
+
+
+def _failures(exc: ValidationError, unknown: set[str]) -> list[tuple[str, str]]:
+    failures = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "(inputs)"
+        top = str(error["loc"][0]) if error["loc"] else ""
+        if top in unknown and error["type"] == "missing":
+            continue  # known only after apply: check again then
+        failures.append((path, error["msg"]))
+    return failures

@@ -1,0 +1,150 @@
+"""The provider: one list of resources, and the protocol calls dispatched to them by type token.
+
+Every call decodes PropertyValues (via `_wire`), validates with the resource's pydantic models
+and hands typed values to the resource. In previews nothing on the host changes.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any
+
+from pulumi.provider.experimental.provider import (
+    CheckFailure,
+    CheckRequest,
+    CheckResponse,
+    ConfigureRequest,
+    ConfigureResponse,
+    CreateRequest,
+    CreateResponse,
+    DeleteRequest,
+    DiffRequest,
+    DiffResponse,
+    GetSchemaRequest,
+    GetSchemaResponse,
+    PropertyDiff,
+    PropertyDiffKind,
+    Provider,
+    ReadRequest,
+    ReadResponse,
+    UpdateRequest,
+    UpdateResponse,
+)
+
+from ..virt import DEFAULT_URI, Host
+from . import _wire
+from ._base import Model, Resource, wire_names
+from .network import Network
+from .schema import build_schema
+from .storage_pool import StoragePool
+from .volume import Volume
+
+RESOURCES: tuple[type[Resource[Any, Any]], ...] = (StoragePool, Network, Volume)
+
+
+class CloudServiceProvider(Provider):
+    def __init__(self) -> None:
+        self.uri = DEFAULT_URI
+        self.resources: dict[str, Resource[Any, Any]] = {
+            kind.token: kind(partial(self._connect)) for kind in RESOURCES
+        }
+
+    def _connect(self) -> Host:
+        return Host(self.uri)
+
+    def _resource(self, token: str) -> Resource[Any, Any]:
+        try:
+            return self.resources[token]
+        except KeyError:
+            raise ValueError(f"unknown resource type {token}") from None
+
+    async def get_schema(self, request: GetSchemaRequest) -> GetSchemaResponse:
+        return GetSchemaResponse(schema=json.dumps(build_schema(RESOURCES)))
+
+    async def configure(self, request: ConfigureRequest) -> ConfigureResponse:
+        config = _wire.decode(request.args).values
+        self.uri = str(config.get("uri") or request.variables.get("cloudservice:config:uri") or DEFAULT_URI)
+        return ConfigureResponse(accept_secrets=True, supports_preview=True)
+
+    async def check(self, request: CheckRequest) -> CheckResponse:
+        resource = self._resource(request.type)
+        news = _wire.decode(request.new_inputs)
+        inputs, failures = resource.check(news.values, news.unknown)
+        return CheckResponse(
+            inputs=_wire.encode(inputs, news.secret, news.unknown),
+            failures=[CheckFailure(prop, reason) for prop, reason in failures],
+        )
+
+    async def diff(self, request: DiffRequest) -> DiffResponse:
+        resource = self._resource(request.type)
+        olds = _wire.decode(request.old_state)
+        news = _wire.decode(request.new_inputs)
+        changes = resource.diff(olds.values, news.values, news.unknown, set(request.ignore_changes))
+        replaces = changes.replaces
+        return DiffResponse(
+            changes=bool(changes.fields),
+            replaces=replaces,
+            delete_before_replace=bool(replaces) and resource.delete_before_replace,
+            diffs=[change.wire_name for change in changes.fields],
+            detailed_diff={
+                change.wire_name: PropertyDiff(
+                    PropertyDiffKind.UPDATE_REPLACE if change.replace else PropertyDiffKind.UPDATE,
+                    input_diff=True,
+                )
+                for change in changes.fields
+            },
+        )
+
+    async def create(self, request: CreateRequest) -> CreateResponse:
+        resource = self._resource(request.type)
+        inputs = _wire.decode(request.properties)
+        outputs = _output_names(resource)
+        if request.preview and inputs.unknown:
+            return CreateResponse("", _wire.encode(inputs.values, inputs.secret,
+                                                   inputs.unknown | outputs))  # fmt: skip
+        args = resource.args_model.model_validate(inputs.values)
+        if request.preview:
+            return CreateResponse(resource.preview_id(args),
+                                  _wire.encode(args.wire(), inputs.secret, outputs))  # fmt: skip
+        resource_id, state = resource.create(args)
+        return CreateResponse(resource_id, _wire.encode(state.wire(), inputs.secret))
+
+    async def read(self, request: ReadRequest) -> ReadResponse:
+        resource = self._resource(request.type)
+        current = _wire.decode(request.properties)
+        state = resource.state_model.model_validate(current.values)
+        live = resource.read(request.resource_id, state)
+        if live is None:
+            return ReadResponse(resource_id="")
+        args_keys = set(wire_names(resource.args_model).values())
+        wire_state = live.wire()
+        return ReadResponse(
+            resource_id=request.resource_id,
+            properties=_wire.encode(wire_state, current.secret),
+            inputs=_wire.encode({k: v for k, v in wire_state.items() if k in args_keys},
+                                current.secret),  # fmt: skip
+        )
+
+    async def update(self, request: UpdateRequest) -> UpdateResponse:
+        resource = self._resource(request.type)
+        olds = _wire.decode(request.olds)
+        news = _wire.decode(request.news)
+        outputs = _output_names(resource)
+        if request.preview:
+            return UpdateResponse(_wire.encode(news.values, news.secret, news.unknown | outputs))
+        old = resource.state_model.model_validate(olds.values)
+        new = resource.args_model.model_validate(news.values)
+        state = resource.update(request.resource_id, old, new)
+        return UpdateResponse(_wire.encode(state.wire(), news.secret))
+
+    async def delete(self, request: DeleteRequest) -> None:
+        resource = self._resource(request.type)
+        state = resource.state_model.model_validate(_wire.decode(request.properties).values)
+        resource.delete(request.resource_id, state)
+
+
+def _output_names(resource: Resource[Any, Any]) -> set[str]:
+    """Wire names of State fields that are not inputs: unknown until the host answers."""
+    state: type[Model] = resource.state_model
+    return set(wire_names(state).values()) - set(wire_names(resource.args_model).values())

@@ -1,0 +1,36 @@
+"""The fabric driver: libvirt hosts, their pools, volumes, networks and domains.
+
+Never imports pulumi. XML is built only in `xml.py`; libvirt errors are mapped to `errors`.
+"""
+
+from ._accel import AcceleratorReport, detect_accelerator, probe_kvm
+from ._host import DEFAULT_URI, Host, NetworkInfo, PoolInfo, VolumeInfo
+from ._specs import NetworkSpec, PoolSpec, VolumeSpec
+from .errors import (
+    DomainNotFound,
+    HostUnavailable,
+    HypervisorError,
+    ObjectExists,
+    ObjectNotFound,
+    OperationFailed,
+)
+
+__all__ = [
+    "DEFAULT_URI",
+    "AcceleratorReport",
+    "DomainNotFound",
+    "Host",
+    "HostUnavailable",
+    "HypervisorError",
+    "NetworkInfo",
+    "NetworkSpec",
+    "ObjectExists",
+    "ObjectNotFound",
+    "OperationFailed",
+    "PoolInfo",
+    "PoolSpec",
+    "VolumeInfo",
+    "VolumeSpec",
+    "detect_accelerator",
+    "probe_kvm",
+]

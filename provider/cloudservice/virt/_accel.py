@@ -1,0 +1,74 @@
+"""Does KVM really work on this host, or must guests run under TCG?
+
+`/dev/kvm` existing is not enough: on some nested hosts KVM opens, then guests hang in the
+kernel decompressor because the virtual CPU lacks features the guest CPU model needs (qemu then
+warns "host doesn't support requested feature"). So we boot a 512-byte real-mode probe that
+prints a line on the serial port and exits through isa-debug-exit, and accept KVM only when it
+ran cleanly: the line printed, the expected exit code, and no missing-feature warning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+Accelerator = Literal["kvm", "qemu"]  # libvirt's domain types: "qemu" means TCG
+_READY = b"KVM-OK\n"
+_DEBUG_EXIT_PORT = 0xF4
+_EXPECTED_EXIT = (1 << 1) | 1  # isa-debug-exit turns value v into exit status (v << 1) | 1
+
+
+def _probe_boot_sector() -> bytes:
+    code = bytearray(b"\xba\xf8\x03")  # mov dx, 0x3f8 (COM1)
+    for char in _READY:
+        code += bytes([0xB0, char, 0xEE])  # mov al, char; out dx, al
+    code += bytes([0xB0, 0x01, 0xE6, _DEBUG_EXIT_PORT])  # mov al, 1; out 0xf4, al
+    code += b"\xfa\xf4\xeb\xfd"  # cli; hlt; jmp back to hlt
+    return bytes(code) + bytes(510 - len(code)) + b"\x55\xaa"
+
+
+@dataclass(frozen=True)
+class AcceleratorReport:
+    domain_type: Accelerator
+    reason: str
+
+
+def probe_kvm(qemu: str = "qemu-system-x86_64", timeout: float = 20.0) -> AcceleratorReport:
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return AcceleratorReport("qemu", "/dev/kvm is missing or not accessible: using TCG")
+    binary = shutil.which(qemu)
+    if binary is None:
+        return AcceleratorReport("qemu", f"{qemu} is not installed: cannot probe KVM")
+    with tempfile.NamedTemporaryFile(suffix=".img") as image:
+        image.write(_probe_boot_sector())
+        image.flush()
+        command = [
+            binary, "-accel", "kvm", "-machine", "pc", "-nodefaults", "-display", "none",
+            "-monitor", "none", "-serial", "stdio", "-no-reboot",
+            "-device", f"isa-debug-exit,iobase={_DEBUG_EXIT_PORT:#x},iosize=0x04",
+            "-drive", f"file={image.name},format=raw,if=ide",
+        ]  # fmt: skip
+        try:
+            run = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return AcceleratorReport("qemu", f"a KVM probe guest hung for {timeout:.0f} s: TCG")
+    warning = run.stderr.decode(errors="replace").strip()
+    if run.returncode != _EXPECTED_EXIT or _READY not in run.stdout:
+        return AcceleratorReport("qemu", f"KVM probe guest failed ({warning or run.returncode})")
+    if "doesn't support requested feature" in warning:
+        return AcceleratorReport("qemu", f"KVM lacks CPU features guests need: {warning}")
+    return AcceleratorReport("kvm", "KVM probe guest ran cleanly")
+
+
+@cache
+def detect_accelerator() -> AcceleratorReport:
+    """The probe's answer, once per process. `CLOUDSERVICE_ACCEL=kvm|qemu` overrides it."""
+    forced = os.environ.get("CLOUDSERVICE_ACCEL")
+    if forced in ("kvm", "qemu"):
+        return AcceleratorReport(forced, "set by CLOUDSERVICE_ACCEL")
+    return probe_kvm()

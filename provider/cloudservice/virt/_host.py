@@ -1,0 +1,315 @@
+"""A libvirt host: storage pools, volumes (filled by stream upload) and networks.
+
+Every libvirt call goes through `libvirt_errors`, so only `HypervisorError`s leave this module.
+XML comes from `xml.py`; objects are looked up by name and described by small frozen records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import libvirt
+
+from . import xml
+from ._errors_map import libvirt_errors
+from ._specs import NetworkSpec, PoolSpec, VolumeSpec
+from .errors import HostUnavailable, ObjectExists, ObjectNotFound, OperationFailed
+
+DEFAULT_URI = "qemu:///system"
+_UPLOAD_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    name: str
+    path: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    pool: str
+    name: str
+    path: str
+    format: str
+    capacity: int
+    allocation: int
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    name: str
+    bridge: str
+    cidr: str
+    mode: str
+    dhcp: bool
+    active: bool
+
+
+def _silence_libvirt_stderr() -> None:
+    # libvirt prints every error to stderr by default; we raise them instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+class Host:
+    """One connection to a libvirt URI. Use as a context manager, or call `close()`."""
+
+    def __init__(self, uri: str = DEFAULT_URI) -> None:
+        _silence_libvirt_stderr()
+        self.uri = uri
+        try:
+            self._conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise HostUnavailable(
+                f"cannot connect to libvirt at {uri!r}: {exc.get_error_message()}; "
+                "is libvirtd running (`make setup` starts it locally)?"
+            ) from exc
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def version(self) -> str:
+        """libvirt's version on the host, as "major.minor.micro"."""
+        with libvirt_errors(f"libvirt host {self.uri!r}"):
+            number = self._conn.getLibVersion()
+        return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+    # -- storage pools -------------------------------------------------------------------------
+
+    def ensure_pool(self, spec: PoolSpec) -> PoolInfo:
+        """Define, build and start a dir pool, or adopt one of that name with the same path."""
+        existing = self.pool(spec.name)
+        if existing is not None:
+            if existing.path != spec.path:
+                raise ObjectExists(
+                    f"storage pool {spec.name!r} already exists with path {existing.path!r}, "
+                    f"not {spec.path!r}: choose another pool name"
+                )
+            self._start_pool(spec.name)
+            return self._pool_info(self._lookup_pool(spec.name))
+        what = f"storage pool {spec.name!r}"
+        with libvirt_errors(what):
+            pool = self._conn.storagePoolDefineXML(xml.pool_xml(spec), 0)
+            pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NEW)
+            pool.setAutostart(1)
+        self._start_pool(spec.name)
+        return self._pool_info(pool)
+
+    def pool(self, name: str) -> PoolInfo | None:
+        try:
+            return self._pool_info(self._lookup_pool(name))
+        except ObjectNotFound:
+            return None
+
+    def delete_pool(self, name: str) -> None:
+        """Stop, remove the (empty) directory and undefine. A missing pool is not an error."""
+        try:
+            pool = self._lookup_pool(name)
+        except ObjectNotFound:
+            return
+        what = f"storage pool {name!r}"
+        with libvirt_errors(what):
+            if pool.isActive():
+                pool.refresh(0)
+                leftovers = pool.listVolumes()
+                if leftovers:
+                    raise OperationFailed(
+                        f"{what} still holds volumes {sorted(leftovers)}: delete them first"
+                    )
+                pool.destroy()
+            pool.delete(libvirt.VIR_STORAGE_POOL_DELETE_NORMAL)
+            pool.undefine()
+
+    def _lookup_pool(self, name: str) -> libvirt.virStoragePool:
+        with libvirt_errors(f"storage pool {name!r}"):
+            return self._conn.storagePoolLookupByName(name)
+
+    def _start_pool(self, name: str) -> None:
+        pool = self._lookup_pool(name)
+        with libvirt_errors(f"storage pool {name!r}"):
+            if not pool.isActive():
+                pool.create(0)
+            pool.refresh(0)
+
+    @staticmethod
+    def _pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
+        path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path", default="")
+        return PoolInfo(name=pool.name(), path=path, active=bool(pool.isActive()))
+
+    # -- volumes -------------------------------------------------------------------------------
+
+    def upload_volume(self, pool_name: str, spec: VolumeSpec, source: Path) -> VolumeInfo:
+        """Create a volume and fill it with `source`'s bytes, as they are, by libvirt stream."""
+        what = f"volume {spec.name!r} in pool {pool_name!r}"
+        pool = self._active_pool(pool_name)
+        with libvirt_errors(what):
+            if spec.name in pool.listVolumes():
+                raise ObjectExists(f"{what} already exists: choose another name or delete it")
+            volume = pool.createXML(xml.volume_xml(spec), 0)
+        try:
+            self._upload(volume, source, what)
+        except BaseException:
+            with libvirt_errors(what):
+                volume.delete(0)
+            raise
+        return self._volume_info(pool_name, volume)
+
+    def overwrite_volume(self, pool_name: str, spec: VolumeSpec, source: Path) -> VolumeInfo:
+        """Replace a volume's bytes, keeping its name and path.
+
+        libvirt refuses to shrink a volume below its allocation (a file's first block), so a
+        source of another size gets a fresh volume of that size under the same name.
+        """
+        what = f"volume {spec.name!r} in pool {pool_name!r}"
+        volume = self._lookup_volume(pool_name, spec.name)
+        with libvirt_errors(what):
+            same_size = volume.info()[1] == spec.capacity
+            if not same_size:
+                volume.delete(0)
+        if not same_size:
+            return self.upload_volume(pool_name, spec, source)
+        self._upload(volume, source, what)
+        return self._volume_info(pool_name, volume)
+
+    def volume(self, pool_name: str, name: str) -> VolumeInfo | None:
+        try:
+            return self._volume_info(pool_name, self._lookup_volume(pool_name, name))
+        except ObjectNotFound:
+            return None
+
+    def delete_volume(self, pool_name: str, name: str) -> None:
+        """Delete a volume. A missing volume or pool is not an error: it is already gone."""
+        try:
+            volume = self._lookup_volume(pool_name, name)
+        except ObjectNotFound:
+            return
+        with libvirt_errors(f"volume {name!r} in pool {pool_name!r}"):
+            volume.delete(0)
+
+    def download_volume(self, pool_name: str, name: str, sink: BinaryIO) -> int:
+        """Stream a volume's bytes into `sink`; returns the number of bytes written."""
+        what = f"volume {name!r} in pool {pool_name!r}"
+        volume = self._lookup_volume(pool_name, name)
+        written = 0
+
+        def write(_stream: libvirt.virStream, data: bytes, _opaque: object) -> int:
+            nonlocal written
+            written += len(data)
+            return sink.write(data)
+
+        with libvirt_errors(what):
+            stream = self._conn.newStream(0)
+            volume.download(stream, 0, 0, 0)
+            stream.recvAll(write, None)
+            stream.finish()
+        return written
+
+    def _active_pool(self, name: str) -> libvirt.virStoragePool:
+        pool = self._lookup_pool(name)
+        with libvirt_errors(f"storage pool {name!r}"):
+            if not pool.isActive():
+                raise OperationFailed(f"storage pool {name!r} is not running: start it first")
+            pool.refresh(0)
+        return pool
+
+    def _lookup_volume(self, pool_name: str, name: str) -> libvirt.virStorageVol:
+        pool = self._active_pool(pool_name)
+        with libvirt_errors(f"volume {name!r} in pool {pool_name!r}"):
+            return pool.storageVolLookupByName(name)
+
+    def _upload(self, volume: libvirt.virStorageVol, source: Path, what: str) -> None:
+        size = source.stat().st_size
+        with libvirt_errors(what), open(source, "rb") as reader:
+            stream = self._conn.newStream(0)
+            volume.upload(stream, 0, size, 0)
+            try:
+                stream.sendAll(lambda _s, nbytes, _o: reader.read(min(nbytes, _UPLOAD_CHUNK)), None)
+                stream.finish()
+            except BaseException:
+                stream.abort()
+                raise
+
+    @staticmethod
+    def _volume_info(pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
+        _kind, capacity, allocation = volume.info()
+        fmt = ET.fromstring(volume.XMLDesc(0)).find("target/format")
+        return VolumeInfo(
+            pool=pool_name,
+            name=volume.name(),
+            path=volume.path(),
+            format=fmt.get("type", "raw") if fmt is not None else "raw",
+            capacity=capacity,
+            allocation=allocation,
+        )
+
+    # -- networks ------------------------------------------------------------------------------
+
+    def ensure_network(self, spec: NetworkSpec) -> NetworkInfo:
+        """Define and start a network, or adopt a running one of that name with the same subnet."""
+        existing = self.network(spec.name)
+        if existing is not None:
+            if existing.cidr != spec.cidr:
+                raise ObjectExists(
+                    f"network {spec.name!r} already exists with subnet {existing.cidr}, "
+                    f"not {spec.cidr}: choose another network name"
+                )
+            return existing
+        with libvirt_errors(f"network {spec.name!r}"):
+            network = self._conn.networkDefineXML(xml.network_xml(spec))
+            try:
+                network.setAutostart(1)
+                network.create()
+            except libvirt.libvirtError:
+                network.undefine()
+                raise
+        return self._network_info(network)
+
+    def network(self, name: str) -> NetworkInfo | None:
+        try:
+            with libvirt_errors(f"network {name!r}"):
+                return self._network_info(self._conn.networkLookupByName(name))
+        except ObjectNotFound:
+            return None
+
+    def delete_network(self, name: str) -> None:
+        """Stop and undefine a network. A missing network is not an error."""
+        try:
+            with libvirt_errors(f"network {name!r}"):
+                network = self._conn.networkLookupByName(name)
+        except ObjectNotFound:
+            return
+        with libvirt_errors(f"network {name!r}"):
+            if network.isActive():
+                network.destroy()
+            network.undefine()
+
+    @staticmethod
+    def _network_info(network: libvirt.virNetwork) -> NetworkInfo:
+        root = ET.fromstring(network.XMLDesc(0))
+        ip = root.find("ip")
+        address = ip.get("address", "0.0.0.0") if ip is not None else "0.0.0.0"
+        netmask = ip.get("netmask", "255.255.255.255") if ip is not None else "255.255.255.255"
+        cidr = str(ipaddress.ip_network(f"{address}/{netmask}", strict=False))
+        forward = root.find("forward")
+        bridge = root.find("bridge")
+        return NetworkInfo(
+            name=network.name(),
+            bridge=bridge.get("name", "") if bridge is not None else "",
+            cidr=cidr,
+            mode=forward.get("mode", "nat") if forward is not None else "isolated",
+            dhcp=root.find("ip/dhcp") is not None,
+            active=bool(network.isActive()),
+        )

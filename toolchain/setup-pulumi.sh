@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Make the pinned Pulumi CLI and its Python language host available in $BIN (idempotent).
+#
+# 1. `pulumi` on PATH at the pinned version is used as it is.
+# 2. Else the CLI is built from the Go module proxy into a cache outside the repository
+#    ($CLOUDSERVICE_CACHE, default ~/.cache/cloudservice) that later runs and other clones reuse.
+# 3. The Python language host: the proxy does not serve Pulumi's Go one, so toolchain/langhost.py
+#    serves the protocol, with Pulumi's own `pulumi-language-python-exec` taken from the SDK
+#    Go module at the pinned version.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VERSION=${PULUMI_VERSION:?set PULUMI_VERSION (the Makefile does)}
+CACHE=${CLOUDSERVICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudservice}
+BIN=$REPO/.cache/bin
+VENV=$REPO/.venv
+export GOPROXY=${GOPROXY:-https://proxy.golang.org}
+export GOFLAGS=-mod=mod
+
+mkdir -p "$BIN"
+say() { echo "setup-pulumi: $*" >&2; }
+
+cli_version() { "$1" version 2>/dev/null | tr -d 'v\r'; }
+
+ambient=$(command -v pulumi 2>/dev/null || true)
+if [ -n "$ambient" ] && [ "$ambient" != "$BIN/pulumi" ] && [ "$(cli_version "$ambient")" = "$VERSION" ]; then
+    cli=$ambient
+    say "using $cli (v$VERSION) from PATH"
+else
+    cli=$CACHE/pulumi-v$VERSION/bin/pulumi
+    if [ ! -x "$cli" ] || [ "$(cli_version "$cli")" != "$VERSION" ]; then
+        command -v go >/dev/null || { say "Go is needed to build the Pulumi CLI offline, and 'go' is not on PATH"; exit 1; }
+        say "building the Pulumi CLI v$VERSION from the Go module proxy (cold: several minutes)"
+        start=$(date +%s)
+        mkdir -p "$(dirname "$cli")"
+        (cd "$REPO/toolchain/go" && go build -trimpath \
+            -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$VERSION" \
+            -o "$cli.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+        mv "$cli.tmp" "$cli"
+        say "built $cli in $(( $(date +%s) - start )) s"
+    else
+        say "using cached $cli"
+    fi
+fi
+# A hard link (a copy across filesystems), not a symlink: the CLI looks for its language host
+# next to its own resolved path, and there it takes it without an "ambient plugin" warning.
+rm -f "$BIN/pulumi"
+ln "$cli" "$BIN/pulumi" 2>/dev/null || cp "$cli" "$BIN/pulumi"
+
+# Pulumi's program launcher, from the SDK module at the pinned version (the CLI build fetched it).
+exec_src=$(cd "$REPO/toolchain/go" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec
+install -m 0755 "$exec_src" "$BIN/pulumi-language-python-exec"
+
+cat > "$BIN/pulumi-language-python" <<LAUNCHER
+#!/bin/sh
+# Written by toolchain/setup-pulumi.sh: the CLI's Python language host (see toolchain/langhost.py).
+CLOUDSERVICE_PYTHON_EXEC="$BIN/pulumi-language-python-exec" CLOUDSERVICE_PULUMI_VERSION="$VERSION" \\
+    exec "$VENV/bin/python" "$REPO/toolchain/langhost.py" "\$@"
+LAUNCHER
+chmod 0755 "$BIN/pulumi-language-python"
+say "pulumi v$("$BIN/pulumi" version | tr -d v) ready in $BIN"
