@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)``; a subcommand sets ``func(args) -> int``.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("cloudservice.virt.cli",)
 
 EXIT_OK = 0
 EXIT_INVALID = 1
