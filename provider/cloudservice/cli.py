@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)``; a subcommand sets ``func(args) -> int``.
 _SUBCOMMAND_MODULES: tuple[str, ...] = ("cloudservice.virt.cli",)
+_SUBCOMMAND_MODULES += ("cloudservice.vhd.cli",)
 
 EXIT_OK = 0
 EXIT_INVALID = 1
