@@ -12,7 +12,11 @@ import sys
 from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)``; a subcommand sets ``func(args) -> int``.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("cloudservice.virt.cli",)
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "cloudservice.virt.cli",
+    "cloudservice.resources.cli",
+)
+_SUBCOMMAND_MODULES += ("cloudservice.model.cli",)
 _SUBCOMMAND_MODULES += ("cloudservice.vhd.cli",)
 
 EXIT_OK = 0
