@@ -95,7 +95,7 @@ class Resource(ABC, Generic[ArgsT, StateT]):
         try:
             args = self.args_model.model_validate(inputs)
         except ValidationError as exc:
-            return _with_defaults(self.args_model, inputs, unknown), _failures(exc, unknown)
+            return _with_defaults(self.args_model, inputs, unknown), validation_failures(exc, unknown)
         return args.wire(), []
 
     def diff(self, old_state: dict[str, Any], new_inputs: dict[str, Any], unknown: set[str],
@@ -140,7 +140,7 @@ def _with_defaults(model: type[Model], inputs: dict[str, Any], unknown: set[str]
     return filled
 
 
-def _failures(exc: ValidationError, unknown: set[str]) -> list[tuple[str, str]]:
+def validation_failures(exc: ValidationError, unknown: set[str]) -> list[tuple[str, str]]:
     failures = []
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"]) or "(inputs)"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from ..virt import NetworkSpec
 from ..virt import NetworkInfo as _Info
-from ._base import Model, Resource, replace_on_changes
+from ._base import Model, Resource, replace_on_changes, validation_failures
 
 
 class NetworkArgs(Model):
@@ -52,8 +52,8 @@ class Network(Resource[NetworkArgs, NetworkState]):
         if not failures and not unknown:
             try:
                 NetworkSpec(**NetworkArgs.model_validate(inputs).model_dump())
-            except ValueError as exc:
-                failures.append(("cidr", str(exc).splitlines()[-1].strip()))
+            except ValidationError as exc:
+                failures.extend(validation_failures(exc, unknown))
         return inputs, failures
 
     def preview_id(self, args: NetworkArgs) -> str:

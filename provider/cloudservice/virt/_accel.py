@@ -38,17 +38,21 @@ class AcceleratorReport:
     reason: str
 
 
-def probe_kvm(qemu: str = "qemu-system-x86_64", timeout: float = 20.0) -> AcceleratorReport:
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return AcceleratorReport("qemu", "/dev/kvm is missing or not accessible: using TCG")
-    binary = shutil.which(qemu)
-    if binary is None:
-        return AcceleratorReport("qemu", f"{qemu} is not installed: cannot probe KVM")
+@dataclass(frozen=True)
+class ProbeRun:
+    ok: bool  # printed its line and exited through isa-debug-exit
+    stderr: str
+    hung: bool = False
+
+
+def run_probe_guest(accel: str, qemu: str = "qemu-system-x86_64", timeout: float = 20.0) -> ProbeRun:
+    """Boot the probe sector with `-accel ACCEL`."""
+    binary = shutil.which(qemu) or qemu
     with tempfile.NamedTemporaryFile(suffix=".img") as image:
         image.write(_probe_boot_sector())
         image.flush()
         command = [
-            binary, "-accel", "kvm", "-machine", "pc", "-nodefaults", "-display", "none",
+            binary, "-accel", accel, "-machine", "pc", "-nodefaults", "-display", "none",
             "-monitor", "none", "-serial", "stdio", "-no-reboot",
             "-device", f"isa-debug-exit,iobase={_DEBUG_EXIT_PORT:#x},iosize=0x04",
             "-drive", f"file={image.name},format=raw,if=ide",
@@ -56,13 +60,26 @@ def probe_kvm(qemu: str = "qemu-system-x86_64", timeout: float = 20.0) -> Accele
         try:
             run = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            return AcceleratorReport("qemu", f"a KVM probe guest hung for {timeout:.0f} s: TCG")
-    warning = run.stderr.decode(errors="replace").strip()
-    if run.returncode != _EXPECTED_EXIT or _READY not in run.stdout:
-        return AcceleratorReport("qemu", f"KVM probe guest failed ({warning or run.returncode})")
-    if "doesn't support requested feature" in warning:
-        return AcceleratorReport("qemu", f"KVM lacks CPU features guests need: {warning}")
-    return AcceleratorReport("kvm", "KVM probe guest ran cleanly")
+            return ProbeRun(ok=False, stderr="", hung=True)
+    ok = run.returncode == _EXPECTED_EXIT and _READY in run.stdout
+    return ProbeRun(ok=ok, stderr=run.stderr.decode(errors="replace").strip())
+
+
+def probe_kvm(
+    qemu: str = "qemu-system-x86_64", device: str = "/dev/kvm", timeout: float = 20.0
+) -> AcceleratorReport:
+    if not os.access(device, os.R_OK | os.W_OK):
+        return AcceleratorReport("qemu", f"{device} is missing or not accessible: using TCG")
+    if shutil.which(qemu) is None:
+        return AcceleratorReport("qemu", f"{qemu} is not installed: cannot probe KVM")
+    run = run_probe_guest("kvm", qemu, timeout)
+    if run.hung:
+        return AcceleratorReport("qemu", f"a KVM probe guest hung for {timeout:.0f} s: using TCG")
+    if not run.ok:
+        return AcceleratorReport("qemu", f"the KVM probe guest failed ({run.stderr}): using TCG")
+    if "doesn't support requested feature" in run.stderr:
+        return AcceleratorReport("qemu", f"KVM lacks CPU features guests need: {run.stderr}")
+    return AcceleratorReport("kvm", "a KVM probe guest ran cleanly")
 
 
 @cache

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real toolchain and the real libvirt host, or one clear failure.
+
+Nothing here skips. When the pinned Pulumi CLI or libvirtd is missing, the tests that need
+them fail with a message that says which and what to run (`make setup`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cloudservice.virt import DEFAULT_URI, Host, HypervisorError
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / ".cache" / "bin"
+
+# Tests run the same CLI and language host as `make up`, even when pytest is started by hand.
+os.environ["PATH"] = f"{BIN}:{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
+os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+os.environ.setdefault("PULUMI_DIY_BACKEND_NO_LEGACY_WARNING", "true")
+
+
+def pinned_pulumi_version() -> str:
+    text = (REPO / "pyproject.toml").read_text()
+    match = re.search(r'"pulumi==([0-9.]+)"', text)
+    assert match, "pyproject.toml must pin pulumi=="
+    return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def pulumi_cli() -> Path:
+    """The pinned Pulumi CLI, set up by `make setup`."""
+    cli = BIN / "pulumi"
+    if not cli.exists():
+        pytest.fail(f"the Pulumi CLI is not set up at {cli}: run `make setup`", pytrace=False)
+    version = subprocess.run([str(cli), "version"], capture_output=True, text=True, check=False)
+    wanted = pinned_pulumi_version()
+    if version.stdout.strip().lstrip("v") != wanted:
+        pytest.fail(
+            f"{cli} is version {version.stdout.strip() or version.stderr.strip()!r}, "
+            f"not the pinned v{wanted}: run `make setup`",
+            pytrace=False,
+        )
+    return cli
+
+
+@pytest.fixture(scope="session")
+def libvirt_uri() -> str:
+    """A libvirtd that answers on qemu:///system, started by `make setup`."""
+    try:
+        with Host(DEFAULT_URI) as host:
+            host.version()
+    except HypervisorError as exc:
+        pytest.fail(f"libvirt is not available: {exc}", pytrace=False)
+    return DEFAULT_URI
+
+
+@pytest.fixture
+def host(libvirt_uri: str) -> Iterator[Host]:
+    with Host(libvirt_uri) as connection:
+        yield connection

@@ -1,0 +1,106 @@
+"""Drive the provider in-process, through the same request objects the gRPC server builds."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloudservice.resources import _wire
+from cloudservice.resources.provider import CloudServiceProvider
+from cloudservice.virt import Host
+from pulumi.provider.experimental.provider import (
+    CheckRequest,
+    ConfigureRequest,
+    CreateRequest,
+    DeleteRequest,
+    DiffRequest,
+    DiffResponse,
+    ReadRequest,
+    UpdateRequest,
+)
+
+
+def urn(token: str, name: str) -> str:
+    return f"urn:pulumi:test::proj::{token}::{name}"
+
+
+@dataclass
+class Driver:
+    """One resource of one type, driven through check, diff, create, read, update and delete."""
+
+    provider: CloudServiceProvider
+    token: str
+    name: str = "r"
+
+    @property
+    def urn(self) -> str:
+        return urn(self.token, self.name)
+
+    def check(self, inputs: dict[str, Any], olds: dict[str, Any] | None = None,
+              secret: set[str] = frozenset(), unknown: set[str] = frozenset()) -> Any:  # fmt: skip
+        request = CheckRequest(self.urn, _wire.encode(olds or {}),
+                               _wire.encode(inputs, secret, unknown), b"")  # fmt: skip
+        return asyncio.run(self.provider.check(request))
+
+    def checked(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        response = self.check(inputs)
+        assert not response.failures, [(f.property, f.reason) for f in response.failures]
+        return _wire.decode(response.inputs).values
+
+    def diff(self, state: dict[str, Any], news: dict[str, Any],
+             unknown: set[str] = frozenset()) -> DiffResponse:  # fmt: skip
+        request = DiffRequest(self.urn, "id", _wire.encode(state),
+                              _wire.encode(news, (), unknown), [])  # fmt: skip
+        return asyncio.run(self.provider.diff(request))
+
+    def create(self, inputs: dict[str, Any], preview: bool = False,
+               unknown: set[str] = frozenset()) -> tuple[str, _wire.Decoded]:  # fmt: skip
+        request = CreateRequest(self.urn, _wire.encode(inputs, (), unknown), 60, preview)
+        response = asyncio.run(self.provider.create(request))
+        return response.resource_id or "", _wire.decode(response.properties)
+
+    def read(self, resource_id: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        request = ReadRequest(self.urn, resource_id, _wire.encode(state), _wire.encode(state))
+        response = asyncio.run(self.provider.read(request))
+        return response.resource_id or "", _wire.decode(response.properties).values
+
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any],
+               preview: bool = False) -> _wire.Decoded:  # fmt: skip
+        request = UpdateRequest(self.urn, resource_id, _wire.encode(olds), _wire.encode(news),
+                                60, [], preview)  # fmt: skip
+        return _wire.decode(asyncio.run(self.provider.update(request)).properties)
+
+    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
+        asyncio.run(self.provider.delete(DeleteRequest(self.urn, resource_id,
+                                                       _wire.encode(state), 60)))  # fmt: skip
+
+
+@pytest.fixture
+def provider(libvirt_uri: str) -> CloudServiceProvider:
+    instance = CloudServiceProvider()
+    asyncio.run(instance.configure(ConfigureRequest({}, _wire.encode({"uri": libvirt_uri}),
+                                                    True, True)))  # fmt: skip
+    return instance
+
+
+@pytest.fixture
+def unique() -> str:
+    return f"cs-t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def test_pool(host: Host, tmp_path: Path, unique: str) -> Iterator[str]:
+    """A pool for volume tests, removed with whatever is left in it."""
+    from cloudservice.virt import PoolSpec
+
+    name = f"{unique}-pool"
+    host.ensure_pool(PoolSpec(name=name, path=str(tmp_path / "pool")))
+    yield name
+    for path in (tmp_path / "pool").glob("*"):
+        host.delete_volume(name, path.name)
+    host.delete_pool(name)

@@ -1,0 +1,111 @@
+"""The libvirt driver against the real libvirtd that `make setup` starts."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cloudservice.virt import (
+    Host,
+    HostUnavailable,
+    NetworkSpec,
+    ObjectExists,
+    OperationFailed,
+    PoolSpec,
+    VolumeSpec,
+)
+
+
+@pytest.fixture
+def pool(host: Host, tmp_path: Path) -> Iterator[PoolSpec]:
+    spec = PoolSpec(name=f"cs-test-{uuid.uuid4().hex[:8]}", path=str(tmp_path / "pool"))
+    host.ensure_pool(spec)
+    yield spec
+    for volume in list(Path(spec.path).glob("*")):
+        host.delete_volume(spec.name, volume.name)
+    host.delete_pool(spec.name)
+
+
+def _download(host: Host, pool: str, name: str) -> bytes:
+    sink = io.BytesIO()
+    host.download_volume(pool, name, sink)
+    return sink.getvalue()
+
+
+def test_pool_is_created_running_and_adopted_again(host: Host, pool: PoolSpec) -> None:
+    info = host.pool(pool.name)
+    assert info is not None and info.active and info.path == pool.path
+    assert Path(pool.path).is_dir()
+    assert host.ensure_pool(pool) == info  # same name and path: adopted, not an error
+
+
+def test_pool_with_same_name_and_other_path_is_refused(host: Host, pool: PoolSpec) -> None:
+    with pytest.raises(ObjectExists, match="already exists with path"):
+        host.ensure_pool(PoolSpec(name=pool.name, path="/var/tmp/elsewhere"))
+
+
+def test_upload_streams_the_bytes_as_they_are(host: Host, pool: PoolSpec, tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 4099  # not a multiple of any block size
+    source = tmp_path / "payload.bin"
+    source.write_bytes(payload)
+    info = host.upload_volume(pool.name, VolumeSpec(name="payload", capacity=len(payload)), source)
+    assert info.capacity == len(payload)
+    assert _download(host, pool.name, "payload") == payload
+
+
+def test_overwrite_with_a_smaller_file_keeps_name_and_path(
+    host: Host, pool: PoolSpec, tmp_path: Path
+) -> None:
+    big, small = tmp_path / "big", tmp_path / "small"
+    big.write_bytes(b"x" * 10000)
+    small.write_bytes(b"tiny")
+    first = host.upload_volume(pool.name, VolumeSpec(name="v", capacity=10000), big)
+    second = host.overwrite_volume(pool.name, VolumeSpec(name="v", capacity=4), small)
+    assert second.path == first.path and second.capacity == 4
+    assert _download(host, pool.name, "v") == b"tiny"
+
+
+def test_uploading_over_an_existing_volume_is_refused(
+    host: Host, pool: PoolSpec, tmp_path: Path
+) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"data")
+    host.upload_volume(pool.name, VolumeSpec(name="v", capacity=4), source)
+    with pytest.raises(ObjectExists, match="'v' in pool"):
+        host.upload_volume(pool.name, VolumeSpec(name="v", capacity=4), source)
+
+
+def test_delete_is_idempotent_and_pool_with_volumes_is_kept(
+    host: Host, pool: PoolSpec, tmp_path: Path
+) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"data")
+    host.upload_volume(pool.name, VolumeSpec(name="v", capacity=4), source)
+    with pytest.raises(OperationFailed, match="still holds volumes"):
+        host.delete_pool(pool.name)
+    host.delete_volume(pool.name, "v")
+    host.delete_volume(pool.name, "v")
+    assert host.volume(pool.name, "v") is None
+
+
+def test_network_lifecycle(host: Host) -> None:
+    spec = NetworkSpec(name=f"cs-test-{uuid.uuid4().hex[:6]}", cidr="10.214.250.0/28",
+                       mode="isolated")  # fmt: skip
+    try:
+        info = host.ensure_network(spec)
+        assert info.active and info.cidr == spec.cidr and info.mode == "isolated"
+        assert host.ensure_network(spec) == info
+        with pytest.raises(ObjectExists, match="already exists with subnet"):
+            host.ensure_network(NetworkSpec(name=spec.name, cidr="10.214.251.0/28"))
+    finally:
+        host.delete_network(spec.name)
+    assert host.network(spec.name) is None
+
+
+def test_a_host_that_is_down_gets_one_clear_error(tmp_path: Path) -> None:
+    uri = f"qemu:///system?socket={tmp_path}/no-such-socket"
+    with pytest.raises(HostUnavailable, match="is libvirtd running"):
+        Host(uri)
