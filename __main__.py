@@ -6,6 +6,7 @@ Names on the host carry the stack name, so stacks (dev, staging, production) can
 from pathlib import Path
 
 import pulumi
+
 from components import Network, StoragePool, Volume
 
 config = pulumi.Config()

@@ -15,11 +15,13 @@ def test_committed_schema_matches_the_models() -> None:
     generated = build_schema(RESOURCES)
     committed = json.loads(SCHEMA.read_text())
     assert generated == committed, (
-        "provider/schema.json is stale: regenerate it with `cloudservice schema > provider/schema.json`"
+        "provider/schema.json is stale: run `cloudservice schema > provider/schema.json`"
     )
 
 
 def test_replacing_inputs_are_marked_in_the_schema() -> None:
     volume = build_schema(RESOURCES)["resources"]["cloudservice:index:Volume"]
-    marked = {name for name, spec in volume["inputProperties"].items() if spec.get("replaceOnChanges")}
+    marked = {
+        name for name, spec in volume["inputProperties"].items() if spec.get("replaceOnChanges")
+    }
     assert marked == {"pool", "name", "format"}

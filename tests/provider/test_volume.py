@@ -1,4 +1,4 @@
-"""cloudservice:index:Volume through the provider: check, diff, preview, create → update → delete."""
+"""cloudservice:index:Volume via the provider: check, diff, preview, create/update/delete."""
 
 from __future__ import annotations
 
@@ -64,9 +64,7 @@ def test_check_waits_for_unknown_inputs(volume: Driver, page: Path) -> None:
     assert not response.failures
 
 
-def test_diff_content_is_an_update_and_pool_or_name_a_replace(
-    volume: Driver, page: Path
-) -> None:
+def test_diff_content_is_an_update_and_pool_or_name_a_replace(volume: Driver, page: Path) -> None:
     old = volume.checked({"pool": "p", "name": "v", "source": str(page)})
     assert volume.diff(old, old).changes is False
     page.write_bytes(b"<h1>v2</h1>\n")
@@ -96,9 +94,7 @@ def test_preview_has_no_side_effects(
     assert host.volume(test_pool, "v") is None
 
 
-def test_create_read_update_delete(
-    volume: Driver, page: Path, host: Host, test_pool: str
-) -> None:
+def test_create_read_update_delete(volume: Driver, page: Path, host: Host, test_pool: str) -> None:
     inputs = volume.checked({"pool": test_pool, "name": "v", "source": str(page)})
     resource_id, created = volume.create(inputs)
     state = created.values

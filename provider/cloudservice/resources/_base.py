@@ -38,6 +38,7 @@ def replace_on_changes() -> dict[str, Any]:
     return {_REPLACE: True}
 
 
+Failures = list[tuple[str, str]]  # (property, reason)
 ArgsT = TypeVar("ArgsT", bound=Model)
 StateT = TypeVar("StateT", bound=Model)
 
@@ -85,17 +86,17 @@ class Resource(ABC, Generic[ArgsT, StateT]):
     def __init__(self, connect: Callable[[], Host]) -> None:
         self.connect = connect
 
-    def check(
-        self, inputs: dict[str, Any], unknown: set[str]
-    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """Validate inputs; returns (inputs to store, [(property, reason)]). Never raises for bad input.
+    def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
+        """Validate inputs: (inputs to store, [(property, reason)]). Bad input never raises.
 
         Valid inputs come back normalised, defaults filled in, so that diff compares like with like.
         """
         try:
             args = self.args_model.model_validate(inputs)
         except ValidationError as exc:
-            return _with_defaults(self.args_model, inputs, unknown), validation_failures(exc, unknown)
+            return _with_defaults(self.args_model, inputs, unknown), validation_failures(
+                exc, unknown
+            )
         return args.wire(), []
 
     def diff(self, old_state: dict[str, Any], new_inputs: dict[str, Any], unknown: set[str],

@@ -71,7 +71,9 @@ def encode(
     values: Mapping[str, Any], secret: Iterable[str] = (), unknown: Iterable[str] = ()
 ) -> dict[str, PropertyValue]:
     secret_keys = set(secret)
-    encoded = {key: _property(value).with_secret(key in secret_keys) for key, value in values.items()}
+    encoded = {
+        key: _property(value).with_secret(key in secret_keys) for key, value in values.items()
+    }
     for key in unknown:
         encoded[key] = PropertyValue(UNKNOWN).with_secret(key in secret_keys)
     return encoded

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from ..virt import NetworkSpec
 from ..virt import NetworkInfo as _Info
-from ._base import Model, Resource, replace_on_changes, validation_failures
+from ..virt import NetworkSpec
+from ._base import Failures, Model, Resource, replace_on_changes, validation_failures
 
 
 class NetworkArgs(Model):
-    name: str = Field(description="Network name on the host.", json_schema_extra=replace_on_changes())
+    name: str = Field(
+        description="Network name on the host.", json_schema_extra=replace_on_changes()
+    )
     cidr: str = Field(
         description="IPv4 subnet, e.g. 10.213.0.0/24; the host takes its first address.",
         json_schema_extra=replace_on_changes(),
@@ -35,10 +38,8 @@ class NetworkState(NetworkArgs):
 
 
 def _state(info: _Info) -> NetworkState:
-    return NetworkState(
-        name=info.name, cidr=info.cidr, mode=info.mode,  # type: ignore[arg-type]
-        dhcp=info.dhcp, bridge=info.bridge, active=info.active,
-    )  # fmt: skip
+    # Validated, not constructed: a network adopted from the host may have another forward mode.
+    return NetworkState.model_validate(dataclasses.asdict(info))
 
 
 class Network(Resource[NetworkArgs, NetworkState]):
@@ -47,7 +48,7 @@ class Network(Resource[NetworkArgs, NetworkState]):
     state_model = NetworkState
     description = "A libvirt virtual network that a service's instances attach to."
 
-    def check(self, inputs, unknown):  # type: ignore[no-untyped-def]
+    def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         inputs, failures = super().check(inputs, unknown)
         if not failures and not unknown:
             try:

@@ -64,7 +64,9 @@ class CloudServiceProvider(Provider):
 
     async def configure(self, request: ConfigureRequest) -> ConfigureResponse:
         config = _wire.decode(request.args).values
-        self.uri = str(config.get("uri") or request.variables.get("cloudservice:config:uri") or DEFAULT_URI)
+        self.uri = str(
+            config.get("uri") or request.variables.get("cloudservice:config:uri") or DEFAULT_URI
+        )
         return ConfigureResponse(accept_secrets=True, supports_preview=True)
 
     async def check(self, request: CheckRequest) -> CheckResponse:
@@ -122,8 +124,9 @@ class CloudServiceProvider(Provider):
         return ReadResponse(
             resource_id=request.resource_id,
             properties=_wire.encode(wire_state, current.secret),
-            inputs=_wire.encode({k: v for k, v in wire_state.items() if k in args_keys},
-                                current.secret),  # fmt: skip
+            inputs=_wire.encode(
+                {k: v for k, v in wire_state.items() if k in args_keys}, current.secret
+            ),  # fmt: skip
         )
 
     async def update(self, request: UpdateRequest) -> UpdateResponse:

@@ -8,6 +8,7 @@ line; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -67,7 +68,5 @@ def main(argv: list[str]) -> None:
         sys.stdout.flush()
         await server.wait_for_termination()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # the engine stops plugins with SIGINT
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from ..virt import PoolSpec
-from ._base import Model, Resource, replace_on_changes
+from ._base import Failures, Model, Resource, replace_on_changes
 
 
 class StoragePoolArgs(Model):
@@ -26,7 +28,7 @@ class StoragePool(Resource[StoragePoolArgs, StoragePoolState]):
     state_model = StoragePoolState
     description = "A libvirt directory storage pool that holds a service's disk volumes."
 
-    def check(self, inputs, unknown):  # type: ignore[no-untyped-def]
+    def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         inputs, failures = super().check(inputs, unknown)
         path = inputs.get("path")
         if isinstance(path, str) and not path.startswith("/"):

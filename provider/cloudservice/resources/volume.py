@@ -14,14 +14,16 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..virt import VolumeInfo, VolumeSpec
-from ._base import Model, Resource, replace_on_changes
+from ._base import Failures, Model, Resource, replace_on_changes
 
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
 class VolumeArgs(Model):
     pool: str = Field(description="Storage pool name.", json_schema_extra=replace_on_changes())
-    name: str = Field(description="Volume name in the pool.", json_schema_extra=replace_on_changes())
+    name: str = Field(
+        description="Volume name in the pool.", json_schema_extra=replace_on_changes()
+    )
     source: str = Field(description="Absolute path of the local file whose bytes fill the volume.")
     format: Literal["raw", "qcow2", "vpc"] = Field(
         default="raw",
@@ -50,9 +52,7 @@ def file_sha256(path: Path) -> str:
 
 def _state(args: VolumeArgs, info: VolumeInfo) -> VolumeState:
     inputs = args.model_dump(include=set(VolumeArgs.model_fields))
-    return VolumeState(
-        **inputs, path=info.path, capacity=info.capacity, allocation=info.allocation
-    )
+    return VolumeState(**inputs, path=info.path, capacity=info.capacity, allocation=info.allocation)
 
 
 class Volume(Resource[VolumeArgs, VolumeState]):
@@ -61,7 +61,7 @@ class Volume(Resource[VolumeArgs, VolumeState]):
     state_model = VolumeState
     description = "A libvirt storage volume filled with a local file's bytes by stream upload."
 
-    def check(self, inputs: dict[str, Any], unknown: set[str]):  # type: ignore[no-untyped-def]
+    def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         inputs, failures = super().check(inputs, unknown)
         source = inputs.get("source")
         if not isinstance(source, str) or "source" in unknown:

@@ -45,7 +45,9 @@ class ProbeRun:
     hung: bool = False
 
 
-def run_probe_guest(accel: str, qemu: str = "qemu-system-x86_64", timeout: float = 20.0) -> ProbeRun:
+def run_probe_guest(
+    accel: str, qemu: str = "qemu-system-x86_64", timeout: float = 20.0
+) -> ProbeRun:
     """Boot the probe sector with `-accel ACCEL`."""
     binary = shutil.which(qemu) or qemu
     with tempfile.NamedTemporaryFile(suffix=".img") as image:
@@ -85,7 +87,9 @@ def probe_kvm(
 @cache
 def detect_accelerator() -> AcceleratorReport:
     """The probe's answer, once per process. `CLOUDSERVICE_ACCEL=kvm|qemu` overrides it."""
-    forced = os.environ.get("CLOUDSERVICE_ACCEL")
-    if forced in ("kvm", "qemu"):
-        return AcceleratorReport(forced, "set by CLOUDSERVICE_ACCEL")
+    match os.environ.get("CLOUDSERVICE_ACCEL"):
+        case "kvm":
+            return AcceleratorReport("kvm", "set by CLOUDSERVICE_ACCEL")
+        case "qemu":
+            return AcceleratorReport("qemu", "set by CLOUDSERVICE_ACCEL")
     return probe_kvm()
