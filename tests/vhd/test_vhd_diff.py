@@ -6,8 +6,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import MIB, libvhdi_sha256, pattern, qemu_img, sha256_file
-
 from cloudservice.vhd import (
     DifferencingImage,
     ExtentKind,
@@ -20,6 +18,7 @@ from cloudservice.vhd import (
 )
 from cloudservice.vhd._diff import changed_pages
 from cloudservice.vhd._format import SECTOR
+from vhd_helpers import MIB, libvhdi_sha256, pattern, qemu_img, sha256_file
 
 
 @pytest.fixture

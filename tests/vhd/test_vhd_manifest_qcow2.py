@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import MIB, libvhdi_sha256, qemu_img, qemu_json, sha256_file
-
 from cloudservice.vhd import (
     BlockManifest,
     ChainError,
@@ -21,6 +19,7 @@ from cloudservice.vhd import (
     qcow2_overlay_from_manifest,
     write_qcow2_overlay,
 )
+from vhd_helpers import MIB, libvhdi_sha256, qemu_img, qemu_json, sha256_file
 
 
 @pytest.fixture

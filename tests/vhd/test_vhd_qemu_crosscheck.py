@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MIB, make_raw, pattern, qemu_img, qemu_json, sha256_file
-
 from cloudservice.vhd import (
     DynamicImage,
     ExtentKind,
@@ -18,6 +16,7 @@ from cloudservice.vhd import (
     open_image,
     write_raw,
 )
+from vhd_helpers import MIB, make_raw, pattern, qemu_img, qemu_json, sha256_file
 
 
 def _to_vhd(raw: Path, out: Path, subformat: str) -> Path:
