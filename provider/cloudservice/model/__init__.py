@@ -4,6 +4,16 @@ Pure Python over pydantic v2: never imports pulumi or libvirt, so the provider, 
 and the ``cloudservice`` command can all use it. See docs/model.md for the document format.
 """
 
+from ._azure import (
+    CSCFG_NAMESPACE,
+    CSDEF_NAMESPACE,
+    AzureImport,
+    export_cscfg,
+    export_csdef,
+    import_azure,
+    parse_cscfg,
+    parse_csdef,
+)
 from ._configuration import (
     MASK,
     CertificateReference,
@@ -46,9 +56,12 @@ from .errors import (
 
 __all__ = [
     "API_VERSION",
+    "CSCFG_NAMESPACE",
+    "CSDEF_NAMESPACE",
     "MASK",
     "VM_SIZES",
     "AzureFormatError",
+    "AzureImport",
     "CertificateDefinition",
     "CertificateReference",
     "EntryPoint",
@@ -83,8 +96,13 @@ __all__ = [
     "VmSize",
     "check_service",
     "dump_spec",
+    "export_cscfg",
+    "export_csdef",
+    "import_azure",
     "load_spec",
     "lookup_vm_size",
+    "parse_cscfg",
+    "parse_csdef",
     "reveal",
     "validate_service",
 ]
