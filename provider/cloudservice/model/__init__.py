@@ -52,6 +52,7 @@ from ._package import (
     extract_package,
     read_package,
 )
+from ._planner import RoleAction, RolePlan, ServicePlan, plan_update
 from ._spec import API_VERSION, RoleArtifacts, ServiceSpec, dump_spec, load_spec
 from ._validate import Sources, check_service, validate_service
 from ._vmsizes import VM_SIZES, LibvirtResources, VmSize, lookup_vm_size
@@ -96,13 +97,16 @@ __all__ = [
     "PackageManifest",
     "PackageTooLarge",
     "Problem",
+    "RoleAction",
     "RoleArtifacts",
     "RoleConfiguration",
     "RoleDefinition",
     "RoleKind",
     "RolePackage",
+    "RolePlan",
     "ServiceConfiguration",
     "ServiceDefinition",
+    "ServicePlan",
     "ServiceSpec",
     "SettingDefinition",
     "SettingValue",
@@ -126,6 +130,7 @@ __all__ = [
     "lookup_vm_size",
     "parse_cscfg",
     "parse_csdef",
+    "plan_update",
     "read_package",
     "reveal",
     "validate_service",
