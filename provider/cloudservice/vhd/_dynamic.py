@@ -19,6 +19,7 @@ import sys
 import uuid
 from array import array
 from collections.abc import Iterator
+from itertools import compress
 
 from ._format import (
     FOOTER_SIZE,
@@ -40,9 +41,10 @@ MAX_LOCATOR_LENGTH = 64 * 1024
 class SparseMetadata:
     """Header, BAT and locators of a dynamic/differencing file, validated."""
 
-    def __init__(self, header: DynamicHeader, bat: array[int]) -> None:
+    def __init__(self, header: DynamicHeader, bat: array[int], allocated: list[int]) -> None:
         self.header = header
         self.bat = bat
+        self.allocated = allocated  # indices of allocated blocks, ascending
 
 
 def load_metadata(
@@ -73,8 +75,10 @@ def load_metadata(
         header = header.with_locator_data(
             _load_locators(path, fd, header, hdr_at, data_end, reserved)
         )
-    _check_layout(bat, header, data_end, reserved)
-    return SparseMetadata(header, bat)
+    # compress/map run in C: ~10x faster than a comprehension over a 1M-entry (2 TB) BAT
+    allocated = list(compress(range(len(bat)), map(UNALLOCATED.__ne__, bat)))
+    _check_layout(bat, allocated, header, data_end, reserved)
+    return SparseMetadata(header, bat, allocated)
 
 
 def _load_locators(
@@ -99,14 +103,14 @@ def _load_locators(
 
 
 def _check_layout(
-    bat: array[int], header: DynamicHeader, data_end: int, reserved: list[tuple[int, int, str]]
+    bat: array[int], allocated: list[int], header: DynamicHeader, data_end: int,
+    reserved: list[tuple[int, int, str]],
 ) -> None:
     """Every block inside the file and overlapping nothing: one pass over sorted intervals."""
     span = bitmap_size(header.block_size) + header.block_size
-    blocks = sorted(e for e in bat if e != UNALLOCATED)
-    owner = {e: i for i, e in enumerate(bat) if e != UNALLOCATED} if blocks else {}
+    blocks = sorted((bat[i], i) for i in allocated)
     block_iv: Iterator[tuple[int, int, str]] = (
-        (e * SECTOR, span, f"block {owner[e]}") for e in blocks
+        (e * SECTOR, span, f"block {i}") for e, i in blocks
     )
     meta_iv = sorted((s, n, what) for s, n, what in reserved if n > 0)
     prev_end, prev_what = 0, ""
@@ -147,7 +151,7 @@ class DynamicImage(ImageBase):
         self._footer_raw = footer_raw
         self._bat = meta.bat
         self._bitmap_size = bitmap_size(self.block_size)
-        self._allocated = [i for i, e in enumerate(self._bat) if e != UNALLOCATED]
+        self._allocated = meta.allocated
         self._end = file_size - FOOTER_SIZE  # where the trailing footer lives
 
     # -- reading ---------------------------------------------------------------------------
