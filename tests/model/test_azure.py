@@ -87,7 +87,7 @@ def test_sample_node_workers_with_role_instance_values() -> None:
 
 def test_sample_with_malformed_xml_names_file_line_and_column() -> None:
     csdef, cscfg = _pair("dynatrace")
-    with pytest.raises(ValidationProblems) as info:
+    with pytest.raises(AzureFormatError) as info:
         import_azure(csdef, cscfg)
     [problem] = info.value.problems
     assert problem.source == str(cscfg)
@@ -234,6 +234,14 @@ def test_bad_values_in_both_files_are_reported_together(tmp_path: Path) -> None:
 def test_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
     with pytest.raises(ValidationProblems, match="cannot read the file"):
         import_azure(tmp_path / "nope.csdef", CSCFG)
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.csdef"
+    with huge.open("wb") as handle:
+        handle.truncate(17 << 20)
+    with pytest.raises(AzureFormatError, match="larger than 16 MiB"):
+        import_azure(huge, CSCFG)
 
 
 # ---------------------------------------------------------------- export

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -24,7 +24,7 @@ from ._base import problems_from
 from ._configuration import ServiceConfiguration, reveal
 from ._definition import RoleDefinition, RoleKind, ServiceDefinition
 from ._spec import RoleArtifacts, ServiceSpec
-from ._validate import Sources, check_service
+from ._validate import Sources, validate_service
 from .errors import AzureFormatError, Problem, ValidationProblems
 
 __all__ = [
@@ -48,6 +48,11 @@ _SECRET_NAME = re.compile(r"password|secret|key|token|connectionstring|credentia
 # Imported modules (<Imports>) add settings and certificates named after the module; the
 # modules (Azure's agents) do not exist here, so their entries in the .cscfg are dropped.
 _PLUGIN_PREFIX = "Microsoft.WindowsAzure.Plugins."
+
+# Service files are a few KiB; refuse anything that cannot be one before parsing it.
+_MAX_XML_BYTES = 16 << 20
+
+_T = TypeVar("_T")
 
 # Why an element is skipped; anything not listed and not understood gets a generic warning.
 _NO_MEANING = {
@@ -425,50 +430,62 @@ def _validated(model: type[Any], raw: dict[str, Any], source: str) -> Any:
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
+    file = Path(path)
     try:
-        return Path(path).read_bytes()
+        if file.stat().st_size > _MAX_XML_BYTES:
+            raise AzureFormatError(
+                [
+                    Problem(
+                        str(path), "", f"larger than {_MAX_XML_BYTES >> 20} MiB; not a service file"
+                    )
+                ]
+            )
+        return file.read_bytes()
     except OSError as exc:
         raise ValidationProblems([Problem(str(path), "", f"cannot read the file: {exc}")]) from exc
+
+
+class _Collect:
+    """Runs steps that may raise ValidationProblems, keeping the problems of all of them."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.format_error = False
+
+    def __call__(self, step: Callable[[], _T]) -> _T | None:
+        try:
+            return step()
+        except ValidationProblems as exc:
+            self.problems.extend(exc.problems)
+            self.format_error |= isinstance(exc, AzureFormatError)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise (AzureFormatError if self.format_error else ValidationProblems)(self.problems)
 
 
 def import_azure(csdef: str | os.PathLike[str], cscfg: str | os.PathLike[str]) -> AzureImport:
     """Import a .csdef/.cscfg pair as a ServiceSpec, checked across both files.
 
-    Raises ValidationProblems listing every problem in both files.
+    Raises ValidationProblems (AzureFormatError for unreadable XML) listing every problem
+    in both files.
     """
     def_source, cfg_source = str(csdef), str(cscfg)
     def_reader, cfg_reader = _CsdefReader(def_source), _CscfgReader(cfg_source)
-    problems: list[Problem] = []
-    raw_def = raw_cfg = None
-    for reader, path in ((def_reader, csdef), (cfg_reader, cscfg)):
-        try:
-            raw = reader.read(_read(path))
-        except ValidationProblems as exc:
-            problems.extend(exc.problems)
-            continue
-        if reader is def_reader:
-            raw_def = raw
-        else:
-            raw_cfg = raw
-    if raw_def is None or raw_cfg is None:
-        raise ValidationProblems(problems)
+    collect = _Collect()
+    raw_def = collect(lambda: def_reader.read(_read(csdef)))
+    raw_cfg = collect(lambda: cfg_reader.read(_read(cscfg)))
+    collect.raise_if_any()
+    assert raw_def is not None and raw_cfg is not None  # raise_if_any saw no problem
     cfg_reader.warnings.extend(_drop_plugin_entries(raw_cfg, def_reader.imports, cfg_source))
-    definition = configuration = None
-    try:
-        definition = _validated(ServiceDefinition, raw_def, def_source)
-    except ValidationProblems as exc:
-        problems.extend(exc.problems)
-    try:
-        configuration = _validated(ServiceConfiguration, raw_cfg, cfg_source)
-    except ValidationProblems as exc:
-        problems.extend(exc.problems)
-    if definition is None or configuration is None:
-        raise ValidationProblems(problems)
+    definition = collect(lambda: _validated(ServiceDefinition, raw_def, def_source))
+    configuration = collect(lambda: _validated(ServiceConfiguration, raw_cfg, cfg_source))
+    collect.raise_if_any()
+    assert definition is not None and configuration is not None
     artifacts = {role: RoleArtifacts(image=href) for role, href in cfg_reader.images.items()}
     spec = ServiceSpec(definition=definition, configuration=configuration, artifacts=artifacts)
-    problems = check_service(spec, Sources.azure(def_source, cfg_source))
-    if problems:
-        raise ValidationProblems(problems)
+    validate_service(spec, Sources.azure(def_source, cfg_source))
     return AzureImport(spec, def_reader.warnings + cfg_reader.warnings)
 
 
