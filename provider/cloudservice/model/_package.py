@@ -124,8 +124,12 @@ def _unsafe_name(name: str) -> str | None:
         return "is an absolute path"
     if "\\" in name:
         return "contains a backslash, a path separator on Windows guests"
-    if ".." in name.split("/"):
+    parts = name.split("/")
+    if ".." in parts:
         return "contains a '..' component"
+    if "" in parts or "." in parts:
+        # Our builder never writes these; "." or "a//b" could name the root or a parent.
+        return "contains an empty or '.' component"
     if any(ord(char) < 32 for char in name):
         return "contains a control character"
     return None
@@ -139,12 +143,14 @@ def _link_escapes(path: str, target: str) -> bool:
 
 
 class _NameRegistry:
-    """Rejects duplicates (case-insensitively) and paths that pass through a symlink."""
+    """Rejects duplicates (case-insensitively), paths under a symlink, and a name used both
+    as a file and as a directory."""
 
     def __init__(self, where: str) -> None:
         self.where = where
         self.seen: dict[str, str] = {}
         self.links: set[str] = set()
+        self.directories: set[str] = set()
 
     def add(self, path: str, *, link: bool = False) -> None:
         key = path.casefold()
@@ -153,13 +159,21 @@ class _NameRegistry:
                 f"{self.where}: {path!r} is a duplicate of {self.seen[key]!r} "
                 "(names differing only in case collide on Windows guests); rename one"
             )
+        if key in self.directories:
+            raise UnsafePackageEntry(f"{self.where}: {path!r} is both a file and a directory")
         parts = key.split("/")
-        for depth in range(1, len(parts)):
-            if "/".join(parts[:depth]) in self.links:
+        parents = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+        for parent in parents:
+            if parent in self.links:
                 raise UnsafePackageEntry(
                     f"{self.where}: {path!r} lies under a symlink; links may only be leaves"
                 )
+            if parent in self.seen:
+                raise UnsafePackageEntry(
+                    f"{self.where}: {self.seen[parent]!r} is both a file and a directory"
+                )
         self.seen[key] = path
+        self.directories.update(parents)
         if link:
             self.links.add(key)
 
