@@ -199,3 +199,25 @@ def test_plan_rejects_invalid_documents_listing_both(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{old}: definition.roles[Web].vmSize" in result.stderr
     assert f"{new}: definition.roles[Web].vmSize" in result.stderr
+
+
+def test_plan_reads_digests_of_packages_named_without_one(tmp_path: Path) -> None:
+    source = tmp_path / "web"
+    source.mkdir()
+    (source / "app.py").write_text("v1\n")
+    assert run("package", "build", source, "-o", tmp_path / "v1.rpkg").returncode == 0
+    (source / "app.py").write_text("v2\n")
+    assert run("package", "build", source, "-o", tmp_path / "v2.rpkg").returncode == 0
+
+    def document(name: str, package: str) -> Path:
+        data = base_data()
+        data["artifacts"]["Web"] = {"package": package}  # no digest: plan reads the file
+        return _write(tmp_path, name, data)
+
+    same = run("plan", document("a.yaml", "v1.rpkg"), document("b.yaml", "v1.rpkg"))
+    assert same.returncode == 0 and same.stdout.splitlines()[-1] == "shop: no changes"
+    changed = run("plan", document("a.yaml", "v1.rpkg"), document("c.yaml", "v2.rpkg"))
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.splitlines()[0] == "Web: rolling upgrade (package changed)"
+    missing = run("plan", document("a.yaml", "v1.rpkg"), document("d.yaml", "gone.rpkg"))
+    assert missing.returncode == 1 and "no such package file" in missing.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -192,6 +193,17 @@ def test_azure_sources_name_the_right_file(spec_data: dict[str, Any]) -> None:
         ("a.csdef", "roles[Web].vmSize"),
         ("a.cscfg", "roles[Web].settings.Undefined"),
     ]
+
+
+def test_bad_setting_value_names_the_setting(spec_data: dict[str, Any], tmp_path: Any) -> None:
+    role(spec_data, "configuration", "Web")["settings"]["Greeting"] = ["not", "text"]
+    path = tmp_path / "svc.json"
+    path.write_text(json.dumps(spec_data))
+    with pytest.raises(ValidationProblems) as info:
+        load_spec(path)
+    [problem] = info.value.problems
+    assert problem.location == "configuration.roles[Web].settings"
+    assert problem.message.startswith("setting 'Greeting': a setting value is a string")
 
 
 def test_problem_text() -> None:

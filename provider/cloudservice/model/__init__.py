@@ -50,6 +50,7 @@ from ._package import (
     build_package,
     diff_packages,
     extract_package,
+    fill_package_digests,
     read_package,
 )
 from ._planner import RoleAction, RolePlan, ServicePlan, plan_update
@@ -125,6 +126,7 @@ __all__ = [
     "export_cscfg",
     "export_csdef",
     "extract_package",
+    "fill_package_digests",
     "import_azure",
     "load_spec",
     "lookup_vm_size",

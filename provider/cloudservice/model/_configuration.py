@@ -91,7 +91,13 @@ class RoleConfiguration(Model):
     def _coerce_settings(cls, raw: Any) -> Any:
         if not isinstance(raw, Mapping):
             return raw
-        return {name: _coerce_setting_value(value) for name, value in raw.items()}
+        coerced = {}
+        for name, value in raw.items():
+            try:
+                coerced[name] = _coerce_setting_value(value)
+            except ValueError as exc:
+                raise ValueError(f"setting {name!r}: {exc}") from exc
+        return coerced
 
     @field_serializer("settings", when_used="always")
     def _dump_settings(

@@ -34,6 +34,7 @@ from pydantic import Field, ValidationError
 
 from ._base import Model
 from ._definition import StartupTask
+from ._spec import ServiceSpec
 from .errors import PackageCorrupt, PackageError, PackageTooLarge, UnsafePackageEntry
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "build_package",
     "diff_packages",
     "extract_package",
+    "fill_package_digests",
     "read_package",
 ]
 
@@ -531,6 +533,23 @@ def _extract_file(
             out.write(chunk)
     if digest.hexdigest() != item.sha256:
         raise PackageCorrupt(f"{where}: {item.path!r} changed while extracting; rebuild it")
+
+
+def fill_package_digests(
+    spec: ServiceSpec, base_dir: str | os.PathLike[str], limits: PackageLimits | None = None
+) -> ServiceSpec:
+    """``spec`` with ``packageDigest`` filled from each role's package file, when missing.
+
+    Relative package paths are taken from ``base_dir`` (the document's directory). Each
+    package is fully checked on the way, so a plan never rests on an unsafe package.
+    """
+    filled = {}
+    for role, artifacts in spec.artifacts.items():
+        if artifacts.package and artifacts.package_digest is None:
+            package = read_package(Path(base_dir) / artifacts.package, limits)
+            artifacts = artifacts.model_copy(update={"package_digest": package.digest})
+        filled[role] = artifacts
+    return spec.model_copy(update={"artifacts": filled})
 
 
 # ---------------------------------------------------------------- diff

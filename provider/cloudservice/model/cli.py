@@ -4,7 +4,8 @@
     import-azure CSDEF CSCFG          write the service as a YAML (or --json) document
     package build DIR -o OUT          build a deterministic role package
     package diff A B                  files added, removed and changed between two packages
-    plan OLD NEW                      how each role gets from OLD to NEW
+    plan OLD NEW                      how each role gets from OLD to NEW (package files
+                                      named without packageDigest are read for theirs)
 
 Exit codes: 0 success, 1 invalid input (every problem listed on stderr), 2 bad usage.
 Results go to stdout, problems and warnings to stderr. Secret values are never printed:
@@ -25,7 +26,7 @@ from typing import Any, Literal
 
 from ._azure import import_azure
 from ._definition import StartupTask
-from ._package import build_package, diff_packages, read_package
+from ._package import build_package, diff_packages, fill_package_digests, read_package
 from ._planner import plan_update
 from ._spec import ServiceSpec, dump_spec, load_spec
 from ._validate import Sources, validate_service
@@ -189,7 +190,11 @@ def _plan(args: argparse.Namespace) -> int:
             problems.extend(exc.problems)
     if problems:
         raise ValidationProblems(problems)
-    plan = plan_update(old, new)
+    # Packages named without a digest are read, so new code shows up in the plan.
+    plan = plan_update(
+        fill_package_digests(old, Path(args.old).parent),
+        fill_package_digests(new, Path(args.new).parent),
+    )
     if args.json:
         print(json.dumps(plan.model_dump(mode="json", by_alias=True), indent=2))
         return EXIT_OK
