@@ -221,3 +221,24 @@ def test_plan_reads_digests_of_packages_named_without_one(tmp_path: Path) -> Non
     assert changed.stdout.splitlines()[0] == "Web: rolling upgrade (package changed)"
     missing = run("plan", document("a.yaml", "v1.rpkg"), document("d.yaml", "gone.rpkg"))
     assert missing.returncode == 1 and "no such package file" in missing.stderr
+
+
+def test_export_azure_round_trips_through_import(tmp_path: Path) -> None:
+    document = tmp_path / "service.yaml"
+    assert run("import-azure", CSDEF, CSCFG, "-o", document).returncode == 0
+    result = run("export-azure", document, "-o", tmp_path / "azure")
+    assert result.returncode == 0, result.stderr
+    cscfg = tmp_path / "azure" / "ServiceConfiguration.cscfg"
+    assert stat.S_IMODE(cscfg.stat().st_mode) == 0o600
+    assert 'value="correct horse battery staple"' in cscfg.read_text()
+    again = run("import-azure", tmp_path / "azure" / "ServiceDefinition.csdef", cscfg)
+    assert again.returncode == 0, again.stderr
+    assert yaml.safe_load(again.stdout) == yaml.safe_load(run("import-azure", CSDEF, CSCFG).stdout)
+
+
+def test_export_azure_refuses_an_invalid_document(tmp_path: Path) -> None:
+    data = base_data()
+    role(data, "definition", "Web")["vmSize"] = "Huge"
+    result = run("export-azure", _write(tmp_path, "bad.yaml", data), "-o", tmp_path / "out")
+    assert result.returncode == 1 and "unknown VM size 'Huge'" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -65,8 +65,11 @@ _NO_MEANING = {
     "FixedPortRange": "port ranges are not supported; use a fixed port",
 }
 
-_ROLE_KINDS = {"WebRole": RoleKind.WEB, "WorkerRole": RoleKind.WORKER}
-_ROLE_KINDS["VirtualMachineRole"] = RoleKind.VM
+_ROLE_KINDS = {
+    "WebRole": RoleKind.WEB,
+    "WorkerRole": RoleKind.WORKER,
+    "VirtualMachineRole": RoleKind.VM,
+}
 _ROLE_ELEMENTS = {kind: tag for tag, kind in _ROLE_KINDS.items()}
 
 
@@ -92,6 +95,8 @@ class _Reader:
         self.warnings: list[Problem] = []
 
     def parse(self, data: bytes, root_name: str) -> ET.Element:
+        # ElementTree never fetches external entities, and the expat bundled with
+        # Python >= 3.11 caps entity expansion ("billion laughs"); _read caps the size.
         try:
             root = ET.fromstring(data)
         except ET.ParseError as exc:

@@ -2,6 +2,7 @@
 
     validate FILE | CSDEF CSCFG       check a service document, or an Azure file pair
     import-azure CSDEF CSCFG          write the service as a YAML (or --json) document
+    export-azure FILE -o DIR          write a service document back as .csdef and .cscfg
     package build DIR -o OUT          build a deterministic role package
     package diff A B                  files added, removed and changed between two packages
     plan OLD NEW                      how each role gets from OLD to NEW (package files
@@ -9,8 +10,8 @@
 
 Exit codes: 0 success, 1 invalid input (every problem listed on stderr), 2 bad usage.
 Results go to stdout, problems and warnings to stderr. Secret values are never printed:
-they appear as ``{"secret": "**********"}``. Only ``import-azure -o FILE`` writes them in
-clear, to a file created readable by its owner only.
+they appear as ``{"secret": "**********"}``. Only ``import-azure -o FILE`` and
+``export-azure`` (its .cscfg) write them in clear, to files readable by their owner only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from ._azure import import_azure
+from ._azure import export_cscfg, export_csdef, import_azure
 from ._definition import StartupTask
 from ._package import build_package, diff_packages, fill_package_digests, read_package
 from ._planner import plan_update
@@ -57,6 +58,15 @@ def register(subparsers: Any) -> None:
         "-o", "--output", metavar="OUT", help="write to OUT (with secret values) instead of stdout"
     )
     azure.set_defaults(func=_import_azure)
+
+    export = subparsers.add_parser(
+        "export-azure", help="write a service document as Azure .csdef and .cscfg files"
+    )
+    export.add_argument("document", metavar="FILE", help="service document")
+    export.add_argument(
+        "-o", "--output", metavar="DIR", required=True, help="directory for the two files"
+    )
+    export.set_defaults(func=_export_azure)
 
     package = subparsers.add_parser("package", help="build and compare role packages")
     package_commands = package.add_subparsers(dest="package_command", metavar="COMMAND")
@@ -144,11 +154,28 @@ def _import_azure(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_private(path: Path, text: str) -> None:
-    # The document holds secret values in clear: create it readable by its owner only.
+def _write_private(path: Path, text: str | bytes) -> None:
+    # The file holds secret values in clear: create it readable by its owner only.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already exists
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(text.encode("utf-8") if isinstance(text, str) else text)
+
+
+@_reports_problems
+def _export_azure(args: argparse.Namespace) -> int:
+    spec = load_spec(args.document)
+    validate_service(spec, Sources.document(args.document))
+    directory = Path(args.output)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ServiceDefinition.csdef").write_bytes(export_csdef(spec.definition))
+    _write_private(
+        directory / "ServiceConfiguration.cscfg", export_cscfg(spec.configuration, spec.artifacts)
+    )
+    print(
+        f"wrote {directory}/ServiceDefinition.csdef and ServiceConfiguration.cscfg", file=sys.stderr
+    )
+    return EXIT_OK
 
 
 @_reports_problems
