@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from cloudservice.model import (
+    ModelUsageError,
     Problem,
     Sources,
     ValidationProblems,
@@ -209,5 +210,5 @@ def test_bad_setting_value_names_the_setting(spec_data: dict[str, Any], tmp_path
 def test_problem_text() -> None:
     assert str(Problem("f.cscfg", "roles[A]", "bad")) == "f.cscfg: roles[A]: bad"
     assert str(Problem("f.cscfg", "", "bad")) == "f.cscfg: bad"
-    with pytest.raises(ValueError):
+    with pytest.raises(ModelUsageError):
         ValidationProblems([])

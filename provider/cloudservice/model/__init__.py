@@ -60,6 +60,7 @@ from ._vmsizes import VM_SIZES, LibvirtResources, VmSize, lookup_vm_size
 from .errors import (
     AzureFormatError,
     ModelError,
+    ModelUsageError,
     PackageCorrupt,
     PackageError,
     PackageTooLarge,
@@ -89,6 +90,7 @@ __all__ = [
     "LoadBalancerProbe",
     "LocalStorage",
     "ModelError",
+    "ModelUsageError",
     "PackageCorrupt",
     "PackageDiff",
     "PackageError",

@@ -3,6 +3,7 @@
 Every error has one root, so callers can catch at the level they can act on::
 
     ModelError
+    ├── ModelUsageError (+RuntimeError)    the API was called wrongly: a bug in the caller
     ├── ValidationProblems (+ValueError)   input is invalid; carries every Problem found
     │   └── AzureFormatError               a .csdef/.cscfg file is not usable XML of that schema
     ├── UnknownVmSize (+LookupError)       a VM size name is not in the table
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 __all__ = [
     "AzureFormatError",
     "ModelError",
+    "ModelUsageError",
     "PackageCorrupt",
     "PackageError",
     "PackageTooLarge",
@@ -52,6 +54,10 @@ class ModelError(Exception):
     """Root of every error raised by ``cloudservice.model``."""
 
 
+class ModelUsageError(ModelError, RuntimeError):
+    """The model's API was misused (not the user's input): fix the calling code."""
+
+
 class ValidationProblems(ModelError, ValueError):
     """The input is invalid. ``problems`` lists every problem found, not just the first."""
 
@@ -59,7 +65,7 @@ class ValidationProblems(ModelError, ValueError):
         # Keep the order problems were found in (file order), dropping exact duplicates.
         self.problems: list[Problem] = list(dict.fromkeys(problems))
         if not self.problems:
-            raise ValueError("ValidationProblems needs at least one Problem")
+            raise ModelUsageError("ValidationProblems needs at least one Problem")
         count = len(self.problems)
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{lines}")
