@@ -250,6 +250,24 @@ def test_renamed_role_is_removed_and_added() -> None:
     assert plan.summary == "shop: 2 of 3 roles change: Web: remove; Front: add"
 
 
+def test_rename_hint_only_pairs_a_removed_role_with_an_added_one() -> None:
+    # Worker looks like Web but already existed: it is no rename target.
+    def drop_web_and_clone_worker(data: dict[str, Any]) -> None:
+        data["definition"]["roles"] = [role(data, "definition", "Worker")]
+        data["configuration"]["roles"] = [role(data, "configuration", "Worker")]
+        del data["artifacts"]["Web"]
+
+    old = base_data()
+    role(old, "definition", "Web").update(
+        {k: v for k, v in role(old, "definition", "Worker").items() if k != "name"}
+    )
+    role(old, "configuration", "Web")["settings"] = {"QueueName": "orders"}
+    new = base_data()
+    drop_web_and_clone_worker(new)
+    plan = plan_update(spec(old), spec(new))
+    assert plan.role("Web").reasons == ["role no longer defined (2 instances)"]  # type: ignore[union-attr]
+
+
 def test_secret_changes_name_the_setting_but_never_the_value() -> None:
     plan = _plan(lambda d: _web_cfg(d)["settings"].update(DbPassword="new-pass"))
     web = plan.role("Web")

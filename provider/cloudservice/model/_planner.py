@@ -154,7 +154,7 @@ def plan_update(
     for role in old.definition.roles:
         new_role = new.definition.role(role.name)
         if new_role is None:
-            plans.append(_removed(role, old.configuration, new))
+            plans.append(_removed(role, old, new))
             continue
         findings = _Findings()
         findings.replace.extend(service_replace)
@@ -346,15 +346,19 @@ def _availability_warnings(instances: int, new: ServiceSpec) -> list[str]:
     return warnings
 
 
-def _make(
-    name: str, actions: list[RoleAction], delta: int, reasons: list[str], warnings: list[str]
-) -> RolePlan:
-    label = ", ".join(
+def _label(actions: list[RoleAction], delta: int) -> str:
+    return ", ".join(
         f"{_LABELS[a]} {delta:+d}"
         if a in (RoleAction.SCALE_OUT, RoleAction.SCALE_IN)
         else _LABELS[a]
         for a in actions
     )
+
+
+def _make(
+    name: str, actions: list[RoleAction], delta: int, reasons: list[str], warnings: list[str]
+) -> RolePlan:
+    label = _label(actions, delta)
     detail = f" ({'; '.join(reasons)})" if reasons and actions != [RoleAction.NONE] else ""
     return RolePlan(
         role=name,
@@ -371,10 +375,12 @@ def _count(config: ServiceConfiguration, name: str) -> int:
     return role.instances if role else 0
 
 
-def _removed(role: RoleDefinition, old_config: ServiceConfiguration, new: ServiceSpec) -> RolePlan:
-    count = _count(old_config, role.name)
+def _removed(role: RoleDefinition, old: ServiceSpec, new: ServiceSpec) -> RolePlan:
+    count = _count(old.configuration, role.name)
     reasons = [f"role no longer defined ({count} instances)"]
-    if rename := _rename_target(role, new.definition.roles, lambda r: r.name != role.name):
+    if rename := _rename_target(
+        role, new.definition.roles, lambda r: old.definition.role(r.name) is None
+    ):
         # [not supported: "Changing the name of a role. Remove and then add the role ..."]
         reasons.append(f"looks renamed to {rename}: roles cannot be renamed, so remove and add")
     return _make(role.name, [RoleAction.REMOVE], -count, reasons, [])
@@ -411,5 +417,6 @@ def _service_summary(service: str, plans: list[RolePlan], notes: list[str]) -> s
     changed = [plan for plan in plans if plan.actions != [RoleAction.NONE]]
     if not changed and not notes:
         return f"{service}: no changes"
-    parts = [plan.summary.split(" (", 1)[0] for plan in changed] + notes
+    parts = [f"{plan.role}: {_label(plan.actions, plan.instance_delta)}" for plan in changed]
+    parts += notes
     return f"{service}: {len(changed)} of {len(plans)} roles change: {'; '.join(parts)}"
