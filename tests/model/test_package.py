@@ -351,3 +351,21 @@ def test_diff_of_identical_packages_is_empty(tree: Path, tmp_path: Path) -> None
     package = build_package(tree, tmp_path / "p.rpkg")
     diff = diff_packages(package.manifest, package.manifest)
     assert diff.is_empty and diff.summary() == "no changes"
+
+
+def test_package_swapped_between_check_and_extraction_is_caught(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = build_package(tree, tmp_path / "good.rpkg")
+    evil = _hostile(tmp_path, [(_entry("content/../../escape"), b"x")])
+    real_read = package_module.read_package
+
+    def read_then_swap(path: Any, limits: Any = None) -> Any:
+        checked = real_read(path, limits)
+        Path(path).write_bytes(evil.read_bytes())  # the file changes after its check
+        return checked
+
+    monkeypatch.setattr(package_module, "read_package", read_then_swap)
+    with pytest.raises(PackageCorrupt, match="changed while extracting"):
+        extract_package(good.path, tmp_path / "out")
+    assert not (tmp_path / "escape").exists()

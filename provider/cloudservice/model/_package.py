@@ -499,7 +499,8 @@ def extract_package(
     """Check the whole package, then extract its content into an empty ``destination``.
 
     Each file is hashed again while it is written, so a package changed between the check
-    and the extraction is caught. Symlinks are created last, so no file is written through one.
+    and the extraction is caught (PackageCorrupt; discard the destination). Symlinks are
+    created last, so no file is written through one.
     """
     package = read_package(path, limits)
     root = Path(destination)
@@ -509,9 +510,13 @@ def extract_package(
     expected = {item.path: item for item in package.manifest.files}
     with _open_stream(package.path, limits or PackageLimits()) as tar:
         for member in tar:
-            rel = member.name[len(CONTENT_PREFIX) :]
-            if member.isfile() and member.name != MANIFEST_NAME:
-                _extract_file(tar, member, root / rel, expected[rel], str(package.path))
+            if member.name == MANIFEST_NAME or not member.isfile():
+                continue  # links come from the checked manifest; directories are implied
+            # Only names checked in the first pass are written: the file may have changed.
+            item = expected.pop(member.name.removeprefix(CONTENT_PREFIX), None)
+            if item is None or not member.name.startswith(CONTENT_PREFIX):
+                raise PackageCorrupt(f"{package.path}: changed while extracting; rebuild it")
+            _extract_file(tar, member, root / item.path, item, str(package.path))
     for link in package.manifest.links:
         target = root / link.path
         target.parent.mkdir(parents=True, exist_ok=True)
