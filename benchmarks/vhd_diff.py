@@ -47,6 +47,23 @@ print(json.dumps({"seconds": seconds, "maxrss": rss, **r.as_dict()}))
 """
 
 
+_MANIFEST_CHILD = """
+import json, resource, sys, time
+from cloudservice.vhd import diff_against_manifest, make_manifest, open_image
+t = time.perf_counter()
+with open_image(sys.argv[1]) as p:
+    manifest = make_manifest(p)
+t_manifest = time.perf_counter() - t
+t = time.perf_counter()
+with open_image(sys.argv[2]) as n:
+    r = diff_against_manifest(manifest, n, sys.argv[3])
+seconds = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"manifest_seconds": t_manifest, "seconds": seconds, "maxrss": rss,
+                  "manifest_bytes": len(json.dumps(manifest.to_json())), **r.as_dict()}))
+"""
+
+
 def make_pair(work: Path, size: int, changed_fraction: float,
               seed: int = 42) -> tuple[Path, Path, int]:
     """P and N, fully allocated with non-zero data; N differs in ``changed_fraction`` of blocks."""
@@ -123,12 +140,28 @@ def section_changed(work: Path, size: int) -> None:
         print(f"  child size         {r['file_size'] / MIB:.2f} MiB; changed blocks + 1% ="
               f" {limit / MIB:.2f} MiB  -> {'OK' if r['file_size'] <= limit else 'OVER'}")
         assert r["blocks_changed"] == nchanged
+    section_manifest(work, p, n, nchanged)
     os.unlink(work / "n.vhd")
     os.unlink(work / "c.vhd")
     shutil.copyfile(p, work / "same.vhd")
     section_identical(work, p, work / "same.vhd")
     os.unlink(p)
     os.unlink(work / "same.vhd")
+
+
+def section_manifest(work: Path, p: Path, n: Path, nchanged: int) -> None:
+    out = subprocess.run([sys.executable, "-c", _MANIFEST_CHILD, str(p), str(n),
+                          str(work / "cm.vhd")], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    size = r["virtual_size"]
+    print("\n== manifest diff (parent known only by its SHA-256 manifest), warm ==")
+    mt = r["manifest_seconds"]
+    print(f"  make_manifest(P)   {mt:.2f} s ({gbps(size, mt):.2f} GB/s);"
+          f" manifest JSON {r['manifest_bytes'] / 1024:.0f} KiB")
+    print(f"  diff vs manifest   {r['seconds']:.2f} s ({gbps(r['bytes_read'], r['seconds']):.2f}"
+          f" GB/s over data read); {r['blocks_changed']} blocks changed (expected {nchanged});"
+          f" child {r['file_size'] / MIB:.2f} MiB; peak {r['maxrss'] / MIB:.0f} MiB RSS")
+    os.unlink(work / "cm.vhd")
 
 
 def section_identical(work: Path, a: Path, b: Path) -> None:

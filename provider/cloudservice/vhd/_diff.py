@@ -12,7 +12,6 @@ Memory: two block buffers plus the BAT, whatever the disk size.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
 import uuid
@@ -23,8 +22,9 @@ from typing import Protocol
 
 from ._differencing import DifferencingImage
 from ._format import DEFAULT_BLOCK_SIZE, vhd_timestamp
-from ._image import Image, is_zero
-from ._manifest import BlockManifest
+from ._image import Image, advise_sequential, is_zero
+from ._manifest import BlockManifest, hashed_blocks
+from ._open import chain_of
 from ._qcow2_writer import Qcow2OverlayWriter
 from ._walk import data_blocks, merged_data_blocks, read_block
 from ._writer import ParentRef, VhdWriter
@@ -199,6 +199,8 @@ def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, i
     pbuf, nbuf = bytearray(bs), bytearray(bs)
     pview, nview = memoryview(pbuf), memoryview(nbuf)
     changed = nbytes = nread = 0
+    for image in (*chain_of(parent), *chain_of(new)):
+        advise_sequential(image)
     with ThreadPoolExecutor(max_workers=1) as pool:
         for index in merged_data_blocks([parent, new], bs, size):
             pending = pool.submit(read_block, new, index, bs, nview)
@@ -215,12 +217,10 @@ def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, i
 
 def _diff_manifest(manifest: BlockManifest, new: Image, sink: _Sink) -> tuple[int, int, int]:
     bs = manifest.block_size
-    buf = bytearray(bs)
     changed = nbytes = nread = 0
-    for index in _unique(heapq.merge(sorted(manifest.digests), data_blocks(new, bs))):
-        got = read_block(new, index, bs, memoryview(buf))
+    indices = _unique(heapq.merge(sorted(manifest.digests), data_blocks(new, bs)))
+    for index, got, buf, digest in hashed_blocks(new, bs, indices):
         nread += got
-        digest = hashlib.sha256(buf).hexdigest() if got and not is_zero(buf, 0, bs) else None
         if digest != manifest.digest(index):
             n = min(bs, new.virtual_size - index * bs)
             sink.put(index, buf, n, None)

@@ -9,6 +9,7 @@ caller needs; callers clamp.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from dataclasses import dataclass
@@ -228,3 +229,11 @@ def is_zero(buf: bytes | bytearray, start: int, end: int) -> bool:
             return False
         start += n
     return True
+
+
+def advise_sequential(image: Image) -> None:
+    """Tell the kernel this image's file will be read front to back (bigger readahead)."""
+    fd = getattr(image, "_fd", None)
+    if fd is not None and hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
