@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import cloudservice.model as model
@@ -149,3 +151,15 @@ def test_spec_built_from_model_objects_also_wraps_defined_secrets(
     )
     rebuilt = ServiceSpec(definition=service.definition, configuration=plain)
     assert rebuilt.secret_settings()["Web"] == ["DbPassword"]
+
+
+def test_model_never_imports_pulumi_or_libvirt() -> None:
+    code = (
+        "import sys, cloudservice.model, cloudservice.model.cli; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'libvirt')); "
+        "assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
