@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ._base import problems_from
 from ._configuration import ServiceConfiguration, reveal
-from ._definition import RoleDefinition, RoleKind, ServiceDefinition
+from ._definition import ExecutionContext, RoleDefinition, RoleKind, ServiceDefinition
 from ._spec import RoleArtifacts, ServiceSpec
 from ._validate import Sources, validate_service
 from .errors import AzureFormatError, Problem, ValidationProblems
@@ -648,6 +648,10 @@ def _export_environment(parent: ET.Element, variables: list[Any]) -> None:
 
 
 def _export_runtime(role_element: ET.Element, role: RoleDefinition) -> None:
+    if role.execution_context is ExecutionContext.LIMITED and not (
+        role.environment or role.entry_point
+    ):
+        return  # everything at Azure's defaults: no <Runtime> at all
     runtime = _sub(role_element, "Runtime", executionContext=role.execution_context.value)
     _export_environment(runtime, role.environment)
     entry = role.entry_point
