@@ -65,7 +65,9 @@ class Qcow2Image(ImageBase):
 
 
 class _TempRawImage(RawImage):
-    """A raw conversion whose file is deleted on close."""
+    """A raw conversion of a qcow2 image; the temp file is deleted on close."""
+
+    type_name = "qcow2"
 
     def close(self) -> None:
         if not self._closed:
