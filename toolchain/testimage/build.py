@@ -622,6 +622,7 @@ def manifest(opts: Options, key: str, kernel: Kernel, initrd: Path) -> dict[str,
             "package": kernel.package, "version": kernel.version, "release": kernel.release,
             "cmdline": KERNEL_CMDLINE, "modules": kernel.load_order(),
         },
+        "vmlinuz_sha256": sha256_file(kernel.vmlinuz),
         "initramfs_sha256": sha256_file(initrd),
         "busybox": package_version("busybox-static"),
         "disk": {
