@@ -15,10 +15,8 @@ from __future__ import annotations
 import os
 import struct
 from array import array
-from types import TracebackType
 
-from ._files import create_file, finish_file, temp_path, unlink_quiet
-from ._image import pwrite_all
+from ._files import NewFile
 from .errors import ImageUsageError
 
 CLUSTER_BITS = 16
@@ -29,12 +27,11 @@ _EXT_BACKING_FORMAT = 0xE2792ACA
 REFCOUNT_ORDER = 4  # 16-bit refcounts, qemu's default
 
 
-class Qcow2OverlayWriter:
+class Qcow2OverlayWriter(NewFile):
     """Stream clusters (ascending index, each at most once) into a new qcow2 overlay."""
 
     def __init__(self, path: str | os.PathLike[str], virtual_size: int, *, backing_file: str,
                  backing_format: str, cluster_bits: int = CLUSTER_BITS) -> None:
-        self.path = os.fspath(path)
         self.virtual_size = virtual_size
         self.cluster_size = 1 << cluster_bits
         self._bits = cluster_bits
@@ -47,15 +44,13 @@ class Qcow2OverlayWriter:
         self._next_cluster = 1
         self.data_clusters = 0
         self.zero_clusters = 0
-        self._tmp = temp_path(self.path)
-        self._fd = create_file(self._tmp)
-        self._done = False
+        super().__init__(path)
 
     def add_cluster(self, index: int, data: bytes | bytearray | memoryview) -> None:
         """Store guest cluster ``index`` (``data`` is at most one cluster; the rest is zero)."""
         slot = self._slot(index)
         host = self._alloc(1)
-        self._pwrite(data, host)
+        self.pwrite(data, host)
         assert self._l2 is not None
         self._l2[slot] = host | COPIED
         self.data_clusters += 1
@@ -71,30 +66,15 @@ class Qcow2OverlayWriter:
         self._flush_l2()
         l1_bytes = len(self._l1) * 8
         l1_at = self._alloc(-(-l1_bytes // self.cluster_size))
-        self._pwrite(_be(self._l1), l1_at)
+        self.pwrite(_be(self._l1), l1_at)
         rt_at, rt_clusters = self._write_refcounts()
         header = _HEADER.pack(
             b"QFI\xfb", 3, self._backing_offset, self._backing_size, self._bits,
             self.virtual_size, 0, len(self._l1), l1_at, rt_at, rt_clusters, 0, 0,
             0, 0, 0, REFCOUNT_ORDER, _HEADER.size,
         )
-        self._pwrite(header + self._header_tail, 0)
-        return finish_file(self._fd, self._tmp, self.path, self._mark_done)
-
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            os.close(self._fd)
-            unlink_quiet(self._tmp)
-
-    def __enter__(self) -> Qcow2OverlayWriter:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if et is not None:
-            self.abort()
+        self.pwrite(header + self._header_tail, 0)
+        return super().commit()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -126,7 +106,7 @@ class Qcow2OverlayWriter:
     def _flush_l2(self) -> None:
         if self._l2 is not None:
             at = self._alloc(1)
-            self._pwrite(_be(self._l2), at)
+            self.pwrite(_be(self._l2), at)
             self._l1[self._l2_index] = at | COPIED
             self._l2 = None
 
@@ -150,16 +130,10 @@ class Qcow2OverlayWriter:
         rt_at = self._alloc(rt)
         rb_at = self._alloc(rb)
         table = array("Q", [rb_at + i * self.cluster_size for i in range(rb)])
-        self._pwrite(_be(table), rt_at)
+        self.pwrite(_be(table), rt_at)
         ones = array("H", [1]) * total + array("H", [0]) * (rb * per_block - total)
-        self._pwrite(_be(ones), rb_at)
+        self.pwrite(_be(ones), rb_at)
         return rt_at, rt
-
-    def _pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
-        pwrite_all(self._fd, data, offset, self._tmp)
-
-    def _mark_done(self) -> None:
-        self._done = True
 
 
 def _be(values: array[int]) -> bytes:

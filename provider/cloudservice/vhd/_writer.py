@@ -16,9 +16,8 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from types import TracebackType
 
-from ._files import create_file, finish_file, temp_path, unlink_quiet
+from ._files import NewFile
 from ._format import (
     DEFAULT_BLOCK_SIZE,
     DISK_DIFFERENCING,
@@ -39,7 +38,7 @@ from ._format import (
     table_entries,
     vhd_timestamp,
 )
-from ._image import ExtentKind, Image, is_zero, pwrite_all
+from ._image import ExtentKind, Image, is_zero
 from ._walk import data_blocks, resolved_status
 from .errors import ImageIOError, ImageUsageError
 
@@ -72,7 +71,7 @@ class ParentRef:
         return cls(footer.unique_id, parent.virtual_size, footer.timestamp, rel)
 
 
-class VhdWriter:
+class VhdWriter(NewFile):
     """Build a dynamic or differencing VHD; blocks may come in any order, each once."""
 
     def __init__(
@@ -94,7 +93,7 @@ class VhdWriter:
                 f"a differencing disk must be its parent's size ({parent.virtual_size}),"
                 f" not {virtual_size}"
             )
-        self.path = os.fspath(path)
+        super().__init__(path)
         self.virtual_size = virtual_size
         self.block_size = block_size
         self._parent = parent
@@ -106,9 +105,6 @@ class VhdWriter:
         self._locators = self._make_locators(self._table_offset + _round_up(entries * 4))
         self._next = max([self._table_offset + _round_up(entries * 4)]
                          + [loc.data_offset + _round_up(loc.data_length) for loc in self._locators])
-        self._tmp = temp_path(self.path)
-        self._fd = create_file(self._tmp)
-        self._done = False
 
     @property
     def blocks_written(self) -> int:
@@ -153,40 +149,21 @@ class VhdWriter:
         if sys.byteorder == "little":
             bat.byteswap()
         table = bat.tobytes()
-        self._pwrite(footer, self._next)  # data -> footer -> fsync -> BAT/header -> fsync
-        self._fsync()
-        self._pwrite(table + b"\xff" * (_round_up(len(table)) - len(table)), self._table_offset)
+        self.pwrite(footer, self._next)  # data -> footer -> fsync -> BAT/header -> fsync
+        self.fsync()
+        self.pwrite(table + b"\xff" * (_round_up(len(table)) - len(table)), self._table_offset)
         for loc in self._locators:
-            self._pwrite(loc.data, loc.data_offset)
-        self._pwrite(footer + header, 0)
-        return finish_file(self._fd, self._tmp, self.path, self._mark_done)
-
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            os.close(self._fd)
-            unlink_quiet(self._tmp)
-
-    def __enter__(self) -> VhdWriter:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if et is not None:
-            self.abort()
-        elif not self._done:
-            self.commit()
-
-    def _mark_done(self) -> None:
-        self._done = True
+            self.pwrite(loc.data, loc.data_offset)
+        self.pwrite(footer + header, 0)
+        return super().commit()
 
     def _make_locators(self, at: int) -> tuple[Locator, ...]:
         if self._parent is None:
             return ()
         rel = self._parent.path
         win_rel = rel.replace("/", "\\") if rel.startswith("..") else ".\\" + rel.replace("/", "\\")
-        absolute = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(self.path)), rel))
+        absolute = os.path.join(os.path.dirname(os.path.abspath(self.path)), rel)
+        absolute = os.path.normpath(absolute)
         out = []
         for code, text in ((PLAT_W2RU, win_rel), (PLAT_W2KU, absolute)):
             data = text.encode("utf-16-le")
@@ -194,17 +171,8 @@ class VhdWriter:
             at += _round_up(len(data))
         return tuple(out)
 
-    def _pwrite(self, data: bytes, offset: int) -> None:
-        pwrite_all(self._fd, data, offset, self._tmp)
 
-    def _fsync(self) -> None:
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise ImageIOError(exc.errno, f"fsync failed: {exc.strerror}", self._tmp) from exc
-
-
-class FixedWriter:
+class FixedWriter(NewFile):
     """Build a fixed VHD (raw data + footer) in Azure's layout: size a multiple of 1 MiB."""
 
     def __init__(self, path: str | os.PathLike[str], virtual_size: int,
@@ -215,30 +183,15 @@ class FixedWriter:
                 f"fixed VHD size {virtual_size} is not a multiple of 1 MiB, which Azure requires;"
                 f" round it up to {-(-virtual_size // MIB) * MIB}"
             )
-        self.path = os.fspath(path)
         self.virtual_size = virtual_size
         self._uid = unique_id or uuid.uuid4().bytes
-        self._tmp = temp_path(self.path)
-        self._fd = create_file(self._tmp)
-        self._done = False
-
-    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        pwrite_all(self._fd, data, offset, self._tmp)
+        super().__init__(path)
 
     def commit(self) -> int:
         footer = Footer(disk_type=DISK_FIXED, current_size=self.virtual_size,
                         unique_id=self._uid, timestamp=vhd_timestamp()).pack()
-        pwrite_all(self._fd, footer, self.virtual_size, self._tmp)
-        return finish_file(self._fd, self._tmp, self.path, self._mark_done)
-
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            os.close(self._fd)
-            unlink_quiet(self._tmp)
-
-    def _mark_done(self) -> None:
-        self._done = True
+        self.pwrite(footer, self.virtual_size)
+        return super().commit()
 
 
 def create_dynamic(path: str | os.PathLike[str], virtual_size: int, *,
@@ -281,33 +234,20 @@ def coalesce(image: Image, out_path: str | os.PathLike[str], *, fixed: bool = Fa
 
 
 def _coalesce_fixed(image: Image, out_path: str | os.PathLike[str]) -> int:
-    writer = FixedWriter(out_path, image.virtual_size)
-    try:
+    with FixedWriter(out_path, image.virtual_size) as writer:
         for offset, view in _data_chunks(image):
-            writer.write(offset, view)
+            writer.pwrite(view, offset)
         return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def write_raw(image: Image, out_path: str | os.PathLike[str]) -> int:
     """Write the image's content to a sparse raw file; returns bytes of data written."""
-    tmp = temp_path(os.fspath(out_path))
-    fd = create_file(tmp)
-    closed: list[bool] = []
     written = 0
-    try:
-        os.ftruncate(fd, image.virtual_size)
+    with NewFile(out_path) as out:
+        out.truncate(image.virtual_size)
         for offset, view in _data_chunks(image):
-            pwrite_all(fd, view, offset, tmp)
+            out.pwrite(view, offset)
             written += len(view)
-        finish_file(fd, tmp, os.fspath(out_path), lambda: closed.append(True))
-    except BaseException:
-        if not closed:
-            os.close(fd)
-        unlink_quiet(tmp)
-        raise
     return written
 
 
