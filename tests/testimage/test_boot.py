@@ -83,11 +83,13 @@ def wait_ready(proc: subprocess.Popen[bytes], log: Path, line: str) -> None:
         text = log.read_text(errors="replace") if log.exists() else ""
         if line in text:
             return
+        if "CLOUDSERVICE-FAILED" in text:
+            pytest.fail(f"the guest init failed; serial:\n{text[-3000:]}", pytrace=False)
         if proc.poll() is not None:
             err = proc.stderr.read().decode() if proc.stderr else ""
             pytest.fail(f"qemu exited ({proc.returncode}): {err}\nserial:\n{text}", pytrace=False)
         time.sleep(0.1)
-    pytest.fail(f"no {line!r} within {READY_TIMEOUT:.0f} s; serial:\n{text[-3000:]}")
+    pytest.fail(f"no {line!r} within {READY_TIMEOUT:.0f} s; serial:\n{text[-3000:]}", pytrace=False)
 
 
 @contextmanager

@@ -73,6 +73,10 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 log() { echo "testimage: $*" > /dev/ttyS0; }
+fail() {  # say so on the console (tests stop waiting) and keep PID 1 alive
+    echo "CLOUDSERVICE-FAILED $*" > /dev/ttyS0
+    while :; do sleep 3600; done
+}
 wait_for() {  # wait up to 10 s for a path to appear (devices show up asynchronously)
     i=0
     while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -83,10 +87,10 @@ for m in $(cat /lib/modules/load-order); do
 done
 wait_for /dev/vda1
 mkdir -p /disk /www
-mount -t vfat -o ro /dev/vda1 /disk || log "cannot mount /dev/vda1"
+mount -t vfat -o ro /dev/vda1 /disk || fail "cannot mount /dev/vda1"
 mount -t tmpfs -o size=16m tmpfs /www
-cp -a /disk/www/. /www/
-version=$(cat /www/version 2>/dev/null || echo unknown)
+cp -a /disk/www/. /www/ || fail "cannot copy /www from the disk"
+version=$(cat /www/version) || fail "no /www/version on the disk"
 wait_for /sys/class/net/eth0
 ip link set lo up
 ip link set eth0 up
