@@ -210,6 +210,7 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
         ),
         ([(_entry("content/l", tarfile.SYMTYPE, "/etc/passwd"), b"")], "leaves the package root"),
         ([(_entry("content/d/l", tarfile.SYMTYPE, "../../x"), b"")], "leaves the package root"),
+        ([(_entry("content/l", tarfile.SYMTYPE, ""), b"")], "leaves the package root"),
         (
             [(_entry("content/d", tarfile.SYMTYPE, "."), b""), (_entry("content/d/f"), b"x")],
             "lies under a symlink",
@@ -242,6 +243,7 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
         "escaping-symlink",
         "absolute-symlink",
         "nested-escaping-symlink",
+        "empty-symlink",
         "through-symlink",
         "file-then-child",
         "child-then-file",

@@ -138,6 +138,9 @@ def _unsafe_name(name: str) -> str | None:
 
 
 def _link_escapes(path: str, target: str) -> bool:
+    """True when the link at ``path`` could point outside the root (or nowhere sane)."""
+    if not target or any(ord(char) < 32 for char in target):
+        return True  # an empty target cannot even be created
     if target.startswith("/") or re.match(r"^[A-Za-z]:", target) or "\\" in target:
         return True
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
@@ -397,7 +400,8 @@ def _check_member(member: tarfile.TarInfo, where: str, registry: _NameRegistry) 
     if member.issym():
         if _link_escapes(path, member.linkname):
             raise UnsafePackageEntry(
-                f"{where}: link {member.name!r} -> {member.linkname!r} leaves the package root"
+                f"{where}: link {member.name!r} -> {member.linkname!r} leaves the package root "
+                "or has no target"
             )
     elif member.islnk():
         raise UnsafePackageEntry(
