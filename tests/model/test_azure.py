@@ -292,3 +292,10 @@ def test_export_matches_golden_file(suffix: str) -> None:
     )
     golden = FIXTURES / "golden" / f"every-element.{suffix}"
     assert exported.decode() == golden.read_text()
+
+
+def test_unknown_declared_encoding_is_a_format_error() -> None:
+    # Found by test_azure_properties: this raised LookupError from ElementTree.
+    data = b'<?xml version="1.0" encoding="no-such-codec"?><ServiceDefinition name="s"/>'
+    with pytest.raises(AzureFormatError, match="cannot decode the XML"):
+        parse_csdef(data, "x.csdef")

@@ -111,6 +111,10 @@ class _Reader:
                     )
                 ]
             ) from exc
+        except (LookupError, ValueError) as exc:  # unknown or unsupported declared encoding
+            raise AzureFormatError(
+                [Problem(self.source, "line 1", f"cannot decode the XML: {exc}")]
+            ) from exc
         namespace, name = _local(root.tag)
         if name != root_name:
             raise AzureFormatError(
