@@ -75,24 +75,42 @@ class ServiceSpec(Model):
         return self.artifacts.get(role, RoleArtifacts())
 
 
+# These helpers run before validation, on whatever the document holds: they only act on
+# well-formed parts and leave the rest for pydantic to report.
+
+
 def _get(item: Any, key: str) -> Any:
     return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
 
 
+def _items(item: Any, key: str) -> list[Any] | tuple[Any, ...]:
+    value = _get(item, key)
+    return value if isinstance(value, list | tuple) else ()
+
+
+def _name(item: Any) -> str | None:
+    name = _get(item, "name")
+    return name if isinstance(name, str) else None
+
+
 def _defined_secrets(definition: Any) -> dict[str, set[str]]:
     secret: dict[str, set[str]] = {}
-    for role in _get(definition, "roles") or ():
-        names = {_get(s, "name") for s in _get(role, "settings") or () if _get(s, "secret")}
-        if names and isinstance(_get(role, "name"), str):
-            secret[_get(role, "name")] = {name for name in names if isinstance(name, str)}
+    for role in _items(definition, "roles"):
+        names = {
+            name
+            for setting in _items(role, "settings")
+            if _get(setting, "secret") is True and (name := _name(setting))
+        }
+        if names and (role_name := _name(role)):
+            secret.setdefault(role_name, set()).update(names)
     return secret
 
 
 def _wrap_secrets(configuration: Any, secret: dict[str, set[str]]) -> Any:
-    roles = _get(configuration, "roles")
-    if not isinstance(roles, list | tuple):
+    roles = _items(configuration, "roles")
+    if not roles:
         return configuration
-    wrapped = [_wrap_role(role, secret.get(_get(role, "name"), set())) for role in roles]
+    wrapped = [_wrap_role(role, secret.get(_name(role) or "", set())) for role in roles]
     if isinstance(configuration, ServiceConfiguration):
         return configuration.model_copy(update={"roles": wrapped})
     return {**configuration, "roles": wrapped}
