@@ -7,7 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cloudservice.model import ValidationProblems, check_service, load_spec, plan_update
+from cloudservice.model import (
+    RoleAction,
+    ValidationProblems,
+    check_service,
+    load_spec,
+    plan_update,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,4 +68,10 @@ def test_damaged_document_gives_problems(path: tuple[str | int, ...], value: Any
         except ValidationProblems:
             return
     check_service(loaded)  # whatever loads can be checked and planned without crashing
-    plan_update(spec(base_data()), loaded)
+    assert not plan_update(loaded, loaded).has_changes
+    for plan in (plan_update(spec(base_data()), loaded), plan_update(loaded, spec(base_data()))):
+        for role_plan in plan.roles:
+            actions = set(role_plan.actions)
+            standalone = {RoleAction.NONE, RoleAction.REPLACE, RoleAction.ADD, RoleAction.REMOVE}
+            assert len(actions) == 1 or not actions & standalone, role_plan
+            assert {RoleAction.CONFIG_IN_PLACE, RoleAction.ROLLING_UPGRADE} - actions, role_plan
