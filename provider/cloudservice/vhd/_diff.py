@@ -16,7 +16,6 @@ import heapq
 import os
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -194,24 +193,26 @@ def qcow2_overlay_from_manifest(
 
 
 def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, int, int]:
-    """Compare block by block; the new side is read on a helper thread (pread drops the GIL)."""
+    """Compare block by block with plain preads and memcmp.
+
+    Serial on purpose: reading the new side on a helper thread was measured ~10% slower
+    (both reads are memory-bandwidth bound; the hand-off only adds latency).
+    """
     size = parent.virtual_size
     pbuf, nbuf = bytearray(bs), bytearray(bs)
     pview, nview = memoryview(pbuf), memoryview(nbuf)
     changed = nbytes = nread = 0
     for image in (*chain_of(parent), *chain_of(new)):
         advise_sequential(image)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for index in merged_data_blocks([parent, new], bs, size):
-            pending = pool.submit(read_block, new, index, bs, nview)
-            nread += read_block(parent, index, bs, pview) + pending.result()
-            if pbuf == nbuf:
-                continue
-            n = min(bs, size - index * bs)
-            pages = changed_pages(pbuf, nbuf, n)
-            sink.put(index, nbuf, n, pages)
-            changed += 1
-            nbytes += min(len(pages) * PAGE, n)
+    for index in merged_data_blocks([parent, new], bs, size):
+        nread += read_block(parent, index, bs, pview) + read_block(new, index, bs, nview)
+        if pbuf == nbuf:
+            continue
+        n = min(bs, size - index * bs)
+        pages = changed_pages(pbuf, nbuf, n)
+        sink.put(index, nbuf, n, pages)
+        changed += 1
+        nbytes += min(len(pages) * PAGE, n)
     return changed, nbytes, nread
 
 
