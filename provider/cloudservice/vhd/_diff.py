@@ -212,7 +212,7 @@ def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, i
         pages = changed_pages(pbuf, nbuf, n)
         sink.put(index, nbuf, n, pages)
         changed += 1
-        nbytes += min(len(pages) * PAGE, n)
+        nbytes += sum(min(PAGE, n - page * PAGE) for page in pages)  # last page may be short
     return changed, nbytes, nread
 
 
