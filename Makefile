@@ -17,7 +17,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 export PULUMI_VERSION
 
-.PHONY: help setup venv pulumi libvirt env up preview destroy test lint
+.PHONY: help setup venv pulumi libvirt images env up preview destroy test lint
 
 help:
 	@echo "make up     set everything up, then pulumi up the '$(STACK)' stack (local state, local libvirt)"
@@ -25,7 +25,7 @@ help:
 	@echo "make setup  set up only: libvirtd, the virtualenv, the pinned Pulumi CLI"
 	@echo 'eval "$$(make -s env)"  put the CLI, the virtualenv and the dev backend into your shell'
 
-setup: libvirt venv pulumi
+setup: libvirt venv pulumi images
 
 libvirt:
 	@bash toolchain/setup-libvirt.sh
@@ -39,6 +39,10 @@ $(VENV)/.installed: pyproject.toml
 
 pulumi: venv
 	@bash toolchain/setup-pulumi.sh
+
+# The sample VM role's bootable disks (web-v1/v2/v3.vhd), built offline from Debian packages.
+images: libvirt
+	@python3 toolchain/testimage/build.py --out $(REPO)/.cache/images
 
 env:
 	@echo 'export PATH="$(BIN):$(VENV)/bin:$$PATH"'

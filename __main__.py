@@ -1,13 +1,21 @@
-"""The default program: the sample cloud service, for the current stack.
+"""The default program: the sample cloud service (sample/service.yaml), for the current stack.
 
 Names on the host carry the stack name, so stacks (dev, staging, production) can share a host.
+Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
+
+    poolPath, cidr, networkMode     where the service lives on the host
+    serviceFile                     the service document (default sample/service.yaml)
+    webImage, webInstances          the Web role's .vhd and instance count
+    manualUpgradeDomain             in manual upgrade mode, the last update domain to upgrade
+    healthTimeoutSeconds            how long a health gate waits for an instance
 """
 
 from pathlib import Path
 
 import pulumi
+from cloudservice.model import load_spec
 
-from components import Network, StoragePool, Volume
+from components import CloudService, Network, StoragePool, Volume
 
 config = pulumi.Config()
 stack = pulumi.get_stack()
@@ -27,8 +35,27 @@ network = Network(
 content = Path(config.get("content") or "sample/welcome.html").resolve()
 volume = Volume("content", pool=pool.name, name="welcome.html", source=str(content))
 
+service_file = Path(config.get("serviceFile") or "sample/service.yaml").resolve()
+spec = load_spec(service_file)
+web_image = config.get("webImage")
+web_instances = config.get_int("webInstances")
+
+service = CloudService(
+    "sample",
+    spec,
+    pool=pool.name,
+    prefix=prefix,
+    base_dir=service_file.parent,
+    images={"Web": str(Path(web_image).resolve())} if web_image else None,
+    instance_counts={"Web": web_instances} if web_instances else None,
+    manual_upgrade_domain=config.get_int("manualUpgradeDomain"),
+    health_timeout_seconds=config.get_float("healthTimeoutSeconds"),
+)
+
 pulumi.export("pool", pool.name)
 pulumi.export("network", network.name)
 pulumi.export("bridge", network.bridge)
 pulumi.export("volumePath", volume.path)
 pulumi.export("volumeSha256", volume.source_sha256)
+pulumi.export("instances", service.instances)
+pulumi.export("imageChains", service.image_chains)

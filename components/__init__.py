@@ -1,8 +1,9 @@
 """What a Pulumi program uses: the provider's resources as typed classes, and components.
 
-from components import StoragePool, Network, Volume
+    from components import CloudService, Network, StoragePool, VmRole, Volume
 """
 
-from .resources import Network, StoragePool, Volume
+from .cloud_service import CloudService
+from .resources import Network, StoragePool, VmRole, Volume
 
-__all__ = ["Network", "StoragePool", "Volume"]
+__all__ = ["CloudService", "Network", "StoragePool", "VmRole", "Volume"]

@@ -20,6 +20,7 @@ from cloudservice.resources import (
     VolumeState,
 )
 from cloudservice.resources._base import wire_names
+from cloudservice.resources.vm_role import VmRoleArgs, VmRoleState
 
 
 class _ProviderResource(pulumi.CustomResource):
@@ -83,3 +84,19 @@ class Volume(_ProviderResource):
     path: pulumi.Output[str]
     capacity: pulumi.Output[int]
     source_sha256: pulumi.Output[str]
+
+
+class VmRole(_ProviderResource):
+    """A VM Role: a .vhd on instances over update domains (see `cloudservice.resources.vm_role`)."""
+
+    _token = "cloudservice:index:VmRole"
+    _args = VmRoleArgs
+    _state = VmRoleState
+    name: pulumi.Output[str]
+    instance_count: pulumi.Output[int]
+    layers: pulumi.Output[list[dict[str, Any]]]
+    instances: pulumi.Output[list[dict[str, Any]]]
+    rollout_complete: pulumi.Output[bool]
+    update_domains_upgraded: pulumi.Output[list[int]]
+    last_upload_bytes: pulumi.Output[int]
+    summary: pulumi.Output[str]

@@ -20,6 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Without udev, /dev/kvm stays root-only; udev on Debian makes it root:kvm 0660. libvirt checks
+# whether its qemu user can open it, and when that answer differs from its root-run probe it
+# throws away its capability cache on every call (about 30 s per domain define).
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 # Daemons started by hand: there is no systemd. Reaped zombies of earlier runs don't count.
 alive() { for pid in $(pgrep -x "$1"); do [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z ] && return 0; done; return 1; }
 if ! alive virtlogd; then say "starting virtlogd"; virtlogd -d; fi

@@ -92,8 +92,9 @@ def test_delete_is_idempotent_and_pool_with_volumes_is_kept(
 
 
 def test_network_lifecycle(host: Host) -> None:
-    spec = NetworkSpec(name=f"cs-test-{uuid.uuid4().hex[:6]}", cidr="10.214.250.0/28",
-                       mode="isolated")  # fmt: skip
+    spec = NetworkSpec(
+        name=f"cs-test-{uuid.uuid4().hex[:6]}", cidr="10.214.250.0/28", mode="isolated"
+    )
     try:
         info = host.ensure_network(spec)
         assert info.active and info.cidr == spec.cidr and info.mode == "isolated"

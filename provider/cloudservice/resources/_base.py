@@ -43,6 +43,15 @@ ArgsT = TypeVar("ArgsT", bound=Model)
 StateT = TypeVar("StateT", bound=Model)
 
 
+class PartialFailure(Exception):
+    """A create or update that changed the host part way, then stopped: `state` is what is
+    deployed now, so Pulumi records it and the next `up` starts from the truth."""
+
+    def __init__(self, state: Model, message: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
 @dataclass
 class FieldChange:
     wire_name: str
@@ -99,8 +108,13 @@ class Resource(ABC, Generic[ArgsT, StateT]):
             )
         return args.wire(), []
 
-    def diff(self, old_state: dict[str, Any], new_inputs: dict[str, Any], unknown: set[str],
-             ignore: set[str]) -> Changes:  # fmt: skip
+    def diff(
+        self,
+        old_state: dict[str, Any],
+        new_inputs: dict[str, Any],
+        unknown: set[str],
+        ignore: set[str],
+    ) -> Changes:
         """Compare Args fields only: those are what the user controls."""
         replace = replace_fields(self.args_model)
         changes = Changes()

@@ -34,13 +34,14 @@ from pulumi.provider.experimental.provider import (
 
 from ..virt import DEFAULT_URI, Host
 from . import _wire
-from ._base import Model, Resource, wire_names
+from ._base import Model, PartialFailure, Resource, wire_names
 from .network import Network
 from .schema import build_schema
 from .storage_pool import StoragePool
+from .vm_role import VmRole
 from .volume import Volume
 
-RESOURCES: tuple[type[Resource[Any, Any]], ...] = (StoragePool, Network, Volume)
+RESOURCES: tuple[type[Resource[Any, Any]], ...] = (StoragePool, Network, Volume, VmRole)
 
 
 class CloudServiceProvider(Provider):
@@ -53,7 +54,9 @@ class CloudServiceProvider(Provider):
     def _connect(self) -> Host:
         return Host(self.uri)
 
-    def _resource(self, token: str) -> Resource[Any, Any]:
+    def _resource(self, urn_type: str) -> Resource[Any, Any]:
+        # A URN's type names the parents too: "cloudservice:index:CloudService$...:VmRole".
+        token = urn_type.rsplit("$", 1)[-1]
         try:
             return self.resources[token]
         except KeyError:
@@ -103,13 +106,18 @@ class CloudServiceProvider(Provider):
         inputs = _wire.decode(request.properties)
         outputs = _output_names(resource)
         if request.preview and inputs.unknown:
-            return CreateResponse("", _wire.encode(inputs.values, inputs.secret,
-                                                   inputs.unknown | outputs))  # fmt: skip
+            return CreateResponse(
+                "", _wire.encode(inputs.values, inputs.secret, inputs.unknown | outputs)
+            )
         args = resource.args_model.model_validate(inputs.values)
         if request.preview:
-            return CreateResponse(resource.preview_id(args),
-                                  _wire.encode(args.wire(), inputs.secret, outputs))  # fmt: skip
-        resource_id, state = resource.create(args)
+            return CreateResponse(
+                resource.preview_id(args), _wire.encode(args.wire(), inputs.secret, outputs)
+            )
+        try:
+            resource_id, state = resource.create(args)
+        except PartialFailure as failure:
+            raise _partial(resource, resource.preview_id(args), failure, inputs.secret) from None
         return CreateResponse(resource_id, _wire.encode(state.wire(), inputs.secret))
 
     async def read(self, request: ReadRequest) -> ReadResponse:
@@ -126,7 +134,7 @@ class CloudServiceProvider(Provider):
             properties=_wire.encode(wire_state, current.secret),
             inputs=_wire.encode(
                 {k: v for k, v in wire_state.items() if k in args_keys}, current.secret
-            ),  # fmt: skip
+            ),
         )
 
     async def update(self, request: UpdateRequest) -> UpdateResponse:
@@ -138,7 +146,10 @@ class CloudServiceProvider(Provider):
             return UpdateResponse(_wire.encode(news.values, news.secret, news.unknown | outputs))
         old = resource.state_model.model_validate(olds.values)
         new = resource.args_model.model_validate(news.values)
-        state = resource.update(request.resource_id, old, new)
+        try:
+            state = resource.update(request.resource_id, old, new)
+        except PartialFailure as failure:
+            raise _partial(resource, request.resource_id, failure, news.secret) from None
         return UpdateResponse(_wire.encode(state.wire(), news.secret))
 
     async def delete(self, request: DeleteRequest) -> None:
@@ -151,3 +162,26 @@ def _output_names(resource: Resource[Any, Any]) -> set[str]:
     """Wire names of State fields that are not inputs: unknown until the host answers."""
     state: type[Model] = resource.state_model
     return set(wire_names(state).values()) - set(wire_names(resource.args_model).values())
+
+
+class PartialUpdate(Exception):
+    """Sent to the engine as ErrorResourceInitFailed: the error, plus the state to record."""
+
+    def __init__(
+        self, resource_id: str, properties: dict[str, Any], inputs: dict[str, Any], message: str
+    ) -> None:
+        super().__init__(message)
+        self.resource_id = resource_id
+        self.properties = properties
+        self.inputs = inputs
+
+
+def _partial(
+    resource: Resource[Any, Any], resource_id: str, failure: PartialFailure, secret: set[str]
+) -> PartialUpdate:
+    state = failure.state.wire()
+    args_keys = set(wire_names(resource.args_model).values())
+    inputs = {key: value for key, value in state.items() if key in args_keys}
+    return PartialUpdate(
+        resource_id, _wire.encode(state, secret), _wire.encode(inputs, secret), str(failure)
+    )

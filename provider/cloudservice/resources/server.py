@@ -15,22 +15,54 @@ from typing import Any
 
 import grpc
 from pulumi.provider.experimental import server as sdk_server
-from pulumi.runtime.proto import provider_pb2_grpc
+from pulumi.provider.experimental.property_value import PropertyValue
+from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc, status_pb2
 from pydantic import ValidationError
 
+from ..model import ModelError
+from ..vhd import VhdError
 from ..virt import HypervisorError
-from .provider import CloudServiceProvider
+from .provider import CloudServiceProvider, PartialUpdate
 from .schema import VERSION
 
-USER_ERRORS: tuple[type[Exception], ...] = (HypervisorError, ValidationError)
+USER_ERRORS: tuple[type[Exception], ...] = (HypervisorError, VhdError, ModelError, ValidationError)
 
 
-def _user_error(exc: BaseException | None) -> BaseException | None:
+def _find(exc: BaseException | None, kinds: Any) -> Any:
+    """The first exception of `kinds` in the chain (the SDK re-raises ours inside its own)."""
     while exc is not None:
-        if isinstance(exc, USER_ERRORS):
+        if isinstance(exc, kinds):
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _user_error(exc: BaseException | None) -> BaseException | None:
+    return _find(exc, USER_ERRORS)
+
+
+def _partial_status(partial: PartialUpdate) -> grpc.Status:
+    """The status the engine reads as "changed part way": it records the properties sent."""
+    detail = provider_pb2.ErrorResourceInitFailed(
+        id=partial.resource_id,
+        properties=PropertyValue.marshal_map(partial.properties),
+        inputs=PropertyValue.marshal_map(partial.inputs),
+        reasons=[str(partial)],
+    )
+    status = status_pb2.Status(code=grpc.StatusCode.UNKNOWN.value[0], message=str(partial))
+    status.details.add().Pack(detail)
+    return _Status(
+        grpc.StatusCode.UNKNOWN,
+        str(partial),
+        (("grpc-status-details-bin", status.SerializeToString()),),
+    )
+
+
+class _Status(grpc.Status):  # grpc.Status is an abstract record
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: Any) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
 
 
 def _one_line_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -38,6 +70,9 @@ def _one_line_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awa
         try:
             return await method(self, request, context)
         except Exception as exc:
+            partial = _find(exc, PartialUpdate)
+            if partial is not None:
+                await context.abort_with_status(_partial_status(partial))
             user_error = _user_error(exc)
             if user_error is None:
                 raise

@@ -4,8 +4,8 @@ Never imports pulumi. XML is built only in `xml.py`; libvirt errors are mapped t
 """
 
 from ._accel import AcceleratorReport, detect_accelerator, probe_kvm
-from ._host import DEFAULT_URI, Host, NetworkInfo, PoolInfo, VolumeInfo
-from ._specs import NetworkSpec, PoolSpec, VolumeSpec
+from ._host import DEFAULT_URI, DomainInfo, Host, NetworkInfo, PoolInfo, VolumeInfo
+from ._specs import DomainSpec, NetworkSpec, PoolSpec, PortForward, VolumeSpec
 from .errors import (
     DomainNotFound,
     HostUnavailable,
@@ -18,7 +18,9 @@ from .errors import (
 __all__ = [
     "DEFAULT_URI",
     "AcceleratorReport",
+    "DomainInfo",
     "DomainNotFound",
+    "DomainSpec",
     "Host",
     "HostUnavailable",
     "HypervisorError",
@@ -29,6 +31,7 @@ __all__ = [
     "OperationFailed",
     "PoolInfo",
     "PoolSpec",
+    "PortForward",
     "VolumeInfo",
     "VolumeSpec",
     "detect_accelerator",

@@ -54,11 +54,24 @@ def run_probe_guest(
         image.write(_probe_boot_sector())
         image.flush()
         command = [
-            binary, "-accel", accel, "-machine", "pc", "-nodefaults", "-display", "none",
-            "-monitor", "none", "-serial", "stdio", "-no-reboot",
-            "-device", f"isa-debug-exit,iobase={_DEBUG_EXIT_PORT:#x},iosize=0x04",
-            "-drive", f"file={image.name},format=raw,if=ide",
-        ]  # fmt: skip
+            binary,
+            "-accel",
+            accel,
+            "-machine",
+            "pc",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-device",
+            f"isa-debug-exit,iobase={_DEBUG_EXIT_PORT:#x},iosize=0x04",
+            "-drive",
+            f"file={image.name},format=raw,if=ide",
+        ]
         try:
             run = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:

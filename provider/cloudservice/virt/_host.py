@@ -17,8 +17,14 @@ import libvirt
 
 from . import xml
 from ._errors_map import libvirt_errors
-from ._specs import NetworkSpec, PoolSpec, VolumeSpec
-from .errors import HostUnavailable, ObjectExists, ObjectNotFound, OperationFailed
+from ._specs import DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
+from .errors import (
+    DomainNotFound,
+    HostUnavailable,
+    ObjectExists,
+    ObjectNotFound,
+    OperationFailed,
+)
 
 DEFAULT_URI = "qemu:///system"
 _UPLOAD_CHUNK = 4 * 1024 * 1024
@@ -51,6 +57,14 @@ class NetworkInfo:
     active: bool
 
 
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    running: bool
+    disk_path: str
+    metadata: dict[str, str]
+
+
 def _silence_libvirt_stderr() -> None:
     # libvirt prints every error to stderr by default; we raise them instead.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -62,6 +76,7 @@ class Host:
     def __init__(self, uri: str = DEFAULT_URI) -> None:
         _silence_libvirt_stderr()
         self.uri = uri
+        self.bytes_uploaded = 0  # what went through upload streams: the bytes a release costs
         try:
             self._conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
@@ -232,11 +247,17 @@ class Host:
 
     def _upload(self, volume: libvirt.virStorageVol, source: Path, what: str) -> None:
         size = source.stat().st_size
+
+        def chunk(_stream: libvirt.virStream, nbytes: int, _opaque: object) -> bytes:
+            data = reader.read(min(nbytes, _UPLOAD_CHUNK))
+            self.bytes_uploaded += len(data)
+            return data
+
         with libvirt_errors(what), open(source, "rb") as reader:
             stream = self._conn.newStream(0)
             volume.upload(stream, 0, size, 0)
             try:
-                stream.sendAll(lambda _s, nbytes, _o: reader.read(min(nbytes, _UPLOAD_CHUNK)), None)
+                stream.sendAll(chunk, None)
                 stream.finish()
             except BaseException:
                 stream.abort()
@@ -312,4 +333,75 @@ class Host:
             mode=forward.get("mode", "nat") if forward is not None else "isolated",
             dhcp=root.find("ip/dhcp") is not None,
             active=bool(network.isActive()),
+        )
+
+    # -- domains -------------------------------------------------------------------------------
+
+    def create_overlay(
+        self, pool_name: str, name: str, backing: VolumeInfo, capacity: int
+    ) -> VolumeInfo:
+        """A qcow2 volume whose backing file is `backing`: writes land here, reads fall through."""
+        spec = VolumeSpec(
+            name=name,
+            capacity=capacity,
+            format="qcow2",
+            backing_path=backing.path,
+            backing_format=backing.format,  # type: ignore[arg-type]
+        )
+        what = f"volume {name!r} in pool {pool_name!r}"
+        pool = self._active_pool(pool_name)
+        with libvirt_errors(what):
+            if name in pool.listVolumes():
+                raise ObjectExists(f"{what} already exists")
+            return self._volume_info(pool_name, pool.createXML(xml.volume_xml(spec), 0))
+
+    def define_domain(self, spec: DomainSpec) -> DomainInfo:
+        if self.domain(spec.name) is not None:
+            raise ObjectExists(f"domain {spec.name!r} already exists: choose another name")
+        with libvirt_errors(f"domain {spec.name!r}"):
+            return self._domain_info(self._conn.defineXML(xml.domain_xml(spec)))
+
+    def start_domain(self, name: str) -> None:
+        domain = self._lookup_domain(name)
+        with libvirt_errors(f"domain {name!r}"):
+            if not domain.isActive():
+                domain.create()
+
+    def stop_domain(self, name: str) -> None:
+        """Power off at once: instances keep no state worth a clean shutdown."""
+        domain = self._lookup_domain(name)
+        with libvirt_errors(f"domain {name!r}"):
+            if domain.isActive():
+                domain.destroy()
+
+    def delete_domain(self, name: str) -> None:
+        """Stop and undefine. A missing domain is not an error."""
+        try:
+            self.stop_domain(name)
+            domain = self._lookup_domain(name)
+        except DomainNotFound:
+            return
+        with libvirt_errors(f"domain {name!r}"):
+            domain.undefine()
+
+    def domain(self, name: str) -> DomainInfo | None:
+        try:
+            return self._domain_info(self._lookup_domain(name))
+        except DomainNotFound:
+            return None
+
+    def _lookup_domain(self, name: str) -> libvirt.virDomain:
+        with libvirt_errors(f"domain {name!r}"):
+            return self._conn.lookupByName(name)
+
+    @staticmethod
+    def _domain_info(domain: libvirt.virDomain) -> DomainInfo:
+        root = ET.fromstring(domain.XMLDesc(0))
+        source = root.find("devices/disk/source")
+        instance = root.find(f"metadata/{{{xml.METADATA_NS}}}instance")
+        return DomainInfo(
+            name=domain.name(),
+            running=bool(domain.isActive()),
+            disk_path=source.get("file", "") if source is not None else "",
+            metadata=dict(instance.attrib) if instance is not None else {},
         )

@@ -58,3 +58,25 @@ class NetworkSpec(_Spec):
     def bridge(self) -> str:
         # Linux limits interface names to 15 characters.
         return ("csv-" + self.name)[:15]
+
+
+class PortForward(_Spec):
+    host_port: int = Field(ge=1, le=65535)
+    guest_port: int = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class DomainSpec(_Spec):
+    """One role instance: a guest booting from its own overlay disk."""
+
+    name: str = Field(pattern=_NAME)
+    domain_type: Literal["kvm", "qemu"] = "qemu"
+    vcpus: int = Field(ge=1, le=64)
+    memory_mib: int = Field(ge=64)
+    disk_path: str
+    disk_format: VolumeFormat = "qcow2"
+    serial_log: str
+    # Endpoints reach the guest through QEMU user-mode networking, forwarded from the host's
+    # loopback: libvirt 9.0 has no working port forwarding of its own (passt is ignored).
+    forwards: tuple[PortForward, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)

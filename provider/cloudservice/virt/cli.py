@@ -29,11 +29,17 @@ def _check(args: argparse.Namespace) -> int:
         print(f"cloudservice: {exc}", file=sys.stderr)
         return 1
     accel = detect_accelerator()
-    report = {"uri": args.uri, "libvirt": version, "domainType": accel.domain_type,
-              "reason": accel.reason}  # fmt: skip
+    report = {
+        "uri": args.uri,
+        "libvirt": version,
+        "domainType": accel.domain_type,
+        "reason": accel.reason,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"libvirt {version} at {args.uri}; guests run as type={accel.domain_type} "
-              f"({accel.reason})")  # fmt: skip
+        print(
+            f"libvirt {version} at {args.uri}; guests run as type={accel.domain_type} "
+            f"({accel.reason})"
+        )
     return 0

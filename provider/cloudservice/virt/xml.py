@@ -5,9 +5,13 @@ from __future__ import annotations
 import ipaddress
 import xml.etree.ElementTree as ET
 
-from ._specs import NetworkSpec, PoolSpec, VolumeSpec
+from ._specs import DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
 
 # libvirt's storage driver names VHD "vpc", as qemu does.
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+METADATA_NS = "https://cloudservice.invalid/xmlns/instance/1"
+ET.register_namespace("qemu", QEMU_NS)
+ET.register_namespace("cloudservice", METADATA_NS)
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
@@ -55,3 +59,58 @@ def network_xml(spec: NetworkSpec) -> str:
         dhcp = ET.SubElement(ip, "dhcp")
         ET.SubElement(dhcp, "range", start=str(hosts[1]), end=str(hosts[-1]))
     return _render(network)
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    domain = ET.Element("domain", type=spec.domain_type)
+    _text(domain, "name", spec.name)
+    metadata = ET.SubElement(ET.SubElement(domain, "metadata"), f"{{{METADATA_NS}}}instance")
+    for key, value in sorted(spec.metadata.items()):
+        metadata.set(key, value)
+    _text(domain, "memory", str(spec.memory_mib), unit="MiB")
+    _text(domain, "vcpu", str(spec.vcpus))
+    os_element = ET.SubElement(domain, "os")
+    _text(os_element, "type", "hvm", arch="x86_64", machine="pc")
+    ET.SubElement(os_element, "boot", dev="hd")
+    ET.SubElement(ET.SubElement(domain, "features"), "acpi")
+    _text(domain, "on_poweroff", "destroy")
+    _text(domain, "on_reboot", "restart")
+    _text(domain, "on_crash", "destroy")
+    devices = ET.SubElement(domain, "devices")
+    _disk(devices, spec)
+    _serial_console(devices, spec.serial_log)
+    ET.SubElement(ET.SubElement(devices, "video"), "model", type="none")
+    ET.SubElement(devices, "memballoon", model="none")
+    if spec.forwards:
+        _user_network(domain, spec)
+    return _render(domain)
+
+
+def _disk(devices: ET.Element, spec: DomainSpec) -> None:
+    disk = ET.SubElement(devices, "disk", type="file", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type=spec.disk_format)
+    ET.SubElement(disk, "source", file=spec.disk_path)
+    ET.SubElement(disk, "target", dev="vda", bus="virtio")
+
+
+def _serial_console(devices: ET.Element, log_path: str) -> None:
+    serial = ET.SubElement(devices, "serial", type="pty")
+    ET.SubElement(serial, "log", file=log_path, append="off")
+    ET.SubElement(serial, "target", port="0")
+    console = ET.SubElement(devices, "console", type="pty")
+    ET.SubElement(console, "target", type="serial", port="0")
+
+
+def _user_network(domain: ET.Element, spec: DomainSpec) -> None:
+    # A PCI slot of its own: libvirt fills the low slots with the devices it knows about.
+    forwards = ",".join(
+        f"hostfwd={f.protocol}:127.0.0.1:{f.host_port}-:{f.guest_port}" for f in spec.forwards
+    )
+    commandline = ET.SubElement(domain, f"{{{QEMU_NS}}}commandline")
+    for arg in (
+        "-netdev",
+        f"user,id=cs0,{forwards}",
+        "-device",
+        "virtio-net-pci,netdev=cs0,addr=0x10",
+    ):
+        ET.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=arg)
