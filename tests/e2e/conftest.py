@@ -49,7 +49,8 @@ def stack(project: Path, tmp_path: Path) -> Iterator[auto.Stack]:
     )
     name = f"e2e{uuid.uuid4().hex[:6]}"
     created = auto.Stack.create(name, workspace)
-    created.set_config("poolPath", auto.ConfigValue(str(tmp_path / "pool")))
+    # Not under the test's tmp_path: guests run as libvirt's qemu user, who must reach the pool.
+    created.set_config("poolPath", auto.ConfigValue(f"/var/lib/cloudservice/pools/{name}"))
     # A subnet of its own: libvirt refuses two networks on one subnet (the dev stack has one).
     created.set_config("cidr", auto.ConfigValue(f"10.215.{uuid.uuid4().int % 250}.0/24"))
     yield created

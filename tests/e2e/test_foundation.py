@@ -31,7 +31,8 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     assert up.summary.resource_changes == {"create": 4}
     pool, network = up.outputs["pool"].value, up.outputs["network"].value
     pool_info = host.pool(pool)
-    assert pool_info is not None and pool_info.active and pool_info.path == str(tmp_path / "pool")
+    assert pool_info is not None and pool_info.active
+    assert pool_info.path == stack.get_config("poolPath").value
     network_info = host.network(network)
     assert network_info is not None and network_info.active
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
@@ -85,8 +86,9 @@ def test_bad_input_is_one_clear_error_and_keeps_what_is_deployed(
 
 
 def test_a_host_that_is_down_is_one_clear_error(stack: auto.Stack, tmp_path: Path) -> None:
-    stack.set_config("cloudservice:uri",
-                     auto.ConfigValue(f"qemu:///system?socket={tmp_path}/absent"))  # fmt: skip
+    stack.set_config(
+        "cloudservice:uri", auto.ConfigValue(f"qemu:///system?socket={tmp_path}/absent")
+    )
     with pytest.raises(auto.CommandError) as failure:
         stack.up()
     message = str(failure.value)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import vhd
 from ..model import lookup_vm_size
@@ -99,6 +99,15 @@ class VmRoleArgs(Model):
 class LayerState(Model):
     volume: str
     format: Literal["vpc", "qcow2"]
+    backing: str | None = None  # the layer below (None for a whole image)
+
+    @model_validator(mode="after")
+    def _qcow2_layers_have_a_backing(self) -> LayerState:
+        # Layers are deleted once no instance reads through them: the chain must be explicit.
+        if (self.format == "qcow2") != (self.backing is not None):
+            raise ValueError(f"layer {self.volume}: a qcow2 layer, and only one, has a backing")
+        return self
+
     path: str
     image_sha256: str
     unique_id: str | None
@@ -214,7 +223,7 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
                 or len(old.layers) == 0
             )
             if image_changed:
-                state = _release(host, new, old, state)
+                state = _release(host, new, state)
             return _scale(host, new, state)
 
     def delete(self, resource_id: str, state: VmRoleState) -> None:
@@ -308,10 +317,10 @@ def _new_release(path: str, top: LayerState) -> Iterator[vhd.Image]:
 
 
 def _upload_layer(host: Host, args: VmRoleArgs, layers: list[LayerState]) -> LayerState:
-    """Diff the release against the top layer's manifest and upload only what changed."""
+    """Diff the release against the newest layer's manifest and upload only what changed."""
     top = layers[-1]
     manifest = _load_manifest(host, args.pool, top)
-    volume = _layer_name(args, len(layers), "qcow2")
+    volume = _layer_name(args, _next_index(layers), "qcow2")
     with _new_release(args.image, top) as image, tempfile.TemporaryDirectory() as work:
         overlay = Path(work) / volume
         result = vhd.qcow2_overlay_from_manifest(
@@ -329,6 +338,7 @@ def _upload_layer(host: Host, args: VmRoleArgs, layers: list[LayerState]) -> Lay
     return LayerState(
         volume=volume,
         format="qcow2",
+        backing=top.volume,
         path=uploaded.path,
         image_sha256=sha,
         unique_id=unique_id,
@@ -338,42 +348,53 @@ def _upload_layer(host: Host, args: VmRoleArgs, layers: list[LayerState]) -> Lay
     )
 
 
-def _release(host: Host, args: VmRoleArgs, old: VmRoleState, state: VmRoleState) -> VmRoleState:
-    """Put the new image at the top of the chain, then roll instances onto it."""
+def _release(host: Host, args: VmRoleArgs, state: VmRoleState) -> VmRoleState:
+    """Find or upload the release's layer, then roll instances onto it."""
     layers = list(state.layers)
     streamed_before = host.bytes_uploaded
-    if layers and layers[-1].image_sha256 == args.image_sha256:
-        layer = layers[-1]  # already uploaded: a stopped rollout carries on
-    elif not layers or len(layers) >= args.max_chain_depth:
+    known = next((layer for layer in layers if layer.image_sha256 == args.image_sha256), None)
+    if known is not None:
+        # Already on the host: a stopped rollout carrying on, or a rollback. Nothing to upload.
+        layer = known
+    elif not layers or len(_ancestry(layers, layers[-1].volume)) >= args.max_chain_depth:
+        # Coalesce: past the depth limit the release is uploaded whole as a new base.
         layer = _upload_base(host, args, layer_index=_next_index(layers))
         layers.append(layer)
     else:
         layer = _upload_layer(host, args, layers)
         layers.append(layer)
-    uploaded = host.bytes_uploaded - streamed_before  # the layer and its manifest
+    uploaded = host.bytes_uploaded - streamed_before  # the layer and its manifest, as streamed
     state = state.model_copy(update={"layers": layers, "last_upload_bytes": uploaded})
     state = _roll_out(host, args, state, layer)
     return _drop_unused_layers(host, state)
 
 
 def _next_index(layers: list[LayerState]) -> int:
-    return (
-        max((int(layer.volume.rsplit("-l", 1)[1].split(".")[0]) for layer in layers), default=-1)
-        + 1
-    )
+    indexes = [int(layer.volume.rsplit("-l", 1)[1].split(".")[0]) for layer in layers]
+    return max(indexes, default=-1) + 1
+
+
+def _ancestry(layers: list[LayerState], volume: str) -> list[str]:
+    """`volume` and the layers it reads through, down to its base."""
+    by_volume = {layer.volume: layer for layer in layers}
+    chain: list[str] = []
+    current: str | None = volume
+    while current is not None and current in by_volume:
+        chain.append(current)
+        current = by_volume[current].backing
+    return chain
 
 
 def _drop_unused_layers(host: Host, state: VmRoleState) -> VmRoleState:
-    """Once nothing runs on the old chain below a re-upload, its volumes go."""
+    """After a complete rollout, layers no instance reads through are deleted."""
     if not state.rollout_complete:
         return state
-    top = state.layers[-1]
-    if top.format != "vpc":
-        return state
-    for layer in state.layers[:-1]:
-        host.delete_volume(state.pool, layer.volume)
-        host.delete_volume(state.pool, _manifest_volume(layer.volume))
-    return state.model_copy(update={"layers": [top]})
+    needed = {v for i in state.instances for v in _ancestry(state.layers, i.layer)}
+    for layer in state.layers:
+        if layer.volume not in needed:
+            host.delete_volume(state.pool, layer.volume)
+            host.delete_volume(state.pool, _manifest_volume(layer.volume))
+    return state.model_copy(update={"layers": [x for x in state.layers if x.volume in needed]})
 
 
 # -- instances -----------------------------------------------------------------------------

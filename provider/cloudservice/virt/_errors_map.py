@@ -22,7 +22,7 @@ _NOT_FOUND = {
     libvirt.VIR_ERR_NO_NETWORK: ObjectNotFound,
     libvirt.VIR_ERR_NO_DOMAIN: DomainNotFound,
 }
-_UNAVAILABLE = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC}
+_UNAVAILABLE = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC}
 
 
 def translate(exc: libvirt.libvirtError, what: str) -> HypervisorError:

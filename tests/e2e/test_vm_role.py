@@ -1,0 +1,133 @@
+"""The VM role end to end: real `pulumi up` through pulumi.automation, real libvirtd, TCG guests.
+
+One story, in the order a team lives it: deploy v1 on 2 instances in 2 update domains, ship v2
+as a differencing layer, ship a broken v3 that a health gate stops after update domain 0, roll
+back, refuse a differencing VHD built against the wrong parent, scale 2 -> 3 -> 2, destroy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cloudservice import vhd
+from cloudservice.virt import Host
+from pulumi import automation as auto
+
+from ..conftest import REPO
+
+VMROLE = "cloudservice:index:VmRole"
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("images")
+    build = REPO / "toolchain" / "testimage" / "build.py"
+    subprocess.run([sys.executable, str(build), "--out", str(out)], check=True)
+    return out
+
+
+def _role(stack: auto.Stack) -> dict[str, Any]:
+    """The VmRole's recorded state: the truth even after a failed `up` (stack outputs are not)."""
+    resources = stack.export_stack().deployment.get("resources", [])
+    return next(r["outputs"] for r in resources if r["type"] == VMROLE)
+
+
+def _pages(role: dict[str, Any]) -> dict[int, list[str]]:
+    """What each update domain's instances serve, by their version string."""
+    served: dict[int, list[str]] = {}
+    for instance in role["instances"]:
+        page = requests.get(instance["urls"][0] + "index.html", timeout=10).text
+        version = page.split("<h1>cloudservice web ", 1)[1].split("<", 1)[0]
+        served.setdefault(instance["updateDomain"], []).append(version)
+    return served
+
+
+def _use(stack: auto.Stack, image: Path) -> None:
+    stack.set_config("webImage", auto.ConfigValue(str(image)))
+
+
+def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path: Path) -> None:
+    stack.set_config("healthTimeoutSeconds", auto.ConfigValue("45"))
+    _use(stack, images / "web-v1.vhd")
+
+    up = stack.up()
+    role = _role(stack)
+    pool = up.outputs["pool"].value
+    assert [(i["name"].rsplit("-", 1)[1], i["updateDomain"]) for i in role["instances"]] == [
+        ("0", 0),
+        ("1", 1),
+    ]
+    assert _pages(role) == {0: ["v1"], 1: ["v1"]}
+    assert stack.up().summary.resource_changes.get("update", 0) == 0
+
+    # v2: only a differencing layer goes up, and update domain 0 moves before 1.
+    _use(stack, images / "web-v2.vhd")
+    preview = stack.preview(diff=True)
+    assert "~ imageSha256" in preview.stdout
+    stack.up()
+    role = _role(stack)
+    layer = role["layers"][-1]
+    assert layer["format"] == "qcow2" and layer["backing"] == role["layers"][0]["volume"]
+    changed_blocks_bytes = layer["blocksChanged"] * 2 * 1024 * 1024
+    assert 0 < role["lastUploadBytes"] <= changed_blocks_bytes * 1.05
+    assert role["lastUploadBytes"] < (images / "web-v2.vhd").stat().st_size * 0.2
+    assert role["updateDomainsUpgraded"] == [0, 1]
+    assert _pages(role) == {0: ["v2"], 1: ["v2"]}
+
+    # v3 fails its health probe: the rollout stops after update domain 0.
+    _use(stack, images / "web-v3.vhd")
+    with pytest.raises(auto.CommandError) as failure:
+        stack.up()
+    message = str(failure.value)
+    assert "rollout stopped: instance" in message and "update domain 0" in message
+    assert "/health" in message and "HTTP 404" in message
+    role = _role(stack)
+    assert role["rolloutComplete"] is False and role["updateDomainsUpgraded"] == [0]
+    assert _pages(role) == {0: ["v3"], 1: ["v2"]}
+
+    # Rolling back is `up` with the previous image: its layer is still there, nothing uploads.
+    _use(stack, images / "web-v2.vhd")
+    stack.up()
+    role = _role(stack)
+    assert role["rolloutComplete"] is True and role["lastUploadBytes"] == 0
+    assert _pages(role) == {0: ["v2"], 1: ["v2"]}
+    deployed_chain = [layer["volume"] for layer in role["layers"]]
+
+    # A differencing VHD made against another parent (v1, not the deployed v2) is refused.
+    wrong_child = tmp_path / "wrong-parent.vhd"
+    with (
+        vhd.open_image(images / "web-v1.vhd") as parent,
+        vhd.open_image(images / "web-v3.vhd") as new,
+    ):
+        vhd.diff_images(parent, new, wrong_child)
+    _use(stack, wrong_child)
+    with pytest.raises(auto.CommandError) as refused:
+        stack.up()
+    assert "build the update against the deployed image" in str(refused.value)
+    assert "Traceback" not in str(refused.value)
+    role = _role(stack)
+    assert [layer["volume"] for layer in role["layers"]] == deployed_chain
+    assert _pages(role) == {0: ["v2"], 1: ["v2"]}
+    _use(stack, images / "web-v2.vhd")
+
+    # Scale out, then in: the third instance lands in update domain 0 and goes again.
+    stack.set_config("webInstances", auto.ConfigValue("3"))
+    stack.up()
+    role = _role(stack)
+    assert [i["updateDomain"] for i in role["instances"]] == [0, 1, 0]
+    assert _pages(role) == {0: ["v2", "v2"], 1: ["v2"]}
+    third = role["instances"][2]["name"]
+    stack.set_config("webInstances", auto.ConfigValue("2"))
+    stack.up()
+    assert host.domain(third) is None and host.volume(pool, f"{third}.qcow2") is None
+    assert len(_role(stack)["instances"]) == 2
+
+    names = [i["name"] for i in _role(stack)["instances"]]
+    stack.destroy()
+    assert all(host.domain(name) is None for name in names)
+    assert host.pool(pool) is None
