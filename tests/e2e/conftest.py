@@ -51,6 +51,9 @@ def stack(project: Path, tmp_path: Path) -> Iterator[auto.Stack]:
     created = auto.Stack.create(name, workspace)
     # Not under the test's tmp_path: guests run as libvirt's qemu user, who must reach the pool.
     created.set_config("poolPath", auto.ConfigValue(f"/var/lib/cloudservice/pools/{name}"))
+    # The sample service's VM role, on the image `make setup` builds, one instance to be quick.
+    created.set_config("webImage", auto.ConfigValue(str(REPO / ".cache/images/web-v1.vhd")))
+    created.set_config("webInstances", auto.ConfigValue("1"))
     # A subnet of its own: libvirt refuses two networks on one subnet (the dev stack has one).
     created.set_config("cidr", auto.ConfigValue(f"10.215.{uuid.uuid4().int % 250}.0/24"))
     yield created

@@ -25,10 +25,11 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     page = project / "sample" / "welcome.html"
 
     preview = stack.preview()
-    assert preview.change_summary == {OpType.CREATE: 4}  # the stack, a pool, a network, a volume
+    # The stack, a pool, a network, a volume, the CloudService component and its VmRole.
+    assert preview.change_summary == {OpType.CREATE: 6}
 
     up = stack.up()
-    assert up.summary.resource_changes == {"create": 4}
+    assert up.summary.resource_changes == {"create": 6}
     pool, network = up.outputs["pool"].value, up.outputs["network"].value
     pool_info = host.pool(pool)
     assert pool_info is not None and pool_info.active
@@ -37,7 +38,7 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     assert network_info is not None and network_info.active
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
 
-    assert stack.up().summary.resource_changes == {"same": 4}
+    assert stack.up().summary.resource_changes == {"same": 6}
 
     # New content in the same file: an in-place update, shown property by property.
     page.write_text("<h1>second release</h1>\n")
@@ -45,7 +46,7 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     assert preview.change_summary[OpType.UPDATE] == 1
     assert OpType.REPLACE not in preview.change_summary
     assert "~ sourceSha256" in preview.stdout
-    assert stack.up().summary.resource_changes == {"same": 3, "update": 1}
+    assert stack.up().summary.resource_changes == {"same": 5, "update": 1}
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
 
     # A new subnet: the network is replaced, and the diff says why.
@@ -61,9 +62,9 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     # Deleted behind Pulumi's back: refresh notices, the next up puts it back.
     host.delete_volume(pool, "welcome.html")
     refresh = stack.refresh()
-    assert refresh.summary.resource_changes == {"same": 3, "delete": 1}
+    assert refresh.summary.resource_changes == {"same": 5, "delete": 1}
     assert "cloudservice:index:Volume" not in _resource_types(stack)
-    assert stack.up().summary.resource_changes == {"same": 3, "create": 1}
+    assert stack.up().summary.resource_changes == {"same": 5, "create": 1}
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
 
     stack.destroy()

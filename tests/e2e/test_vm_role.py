@@ -53,6 +53,7 @@ def _use(stack: auto.Stack, image: Path) -> None:
 
 def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path: Path) -> None:
     stack.set_config("healthTimeoutSeconds", auto.ConfigValue("45"))
+    stack.set_config("webInstances", auto.ConfigValue("2"))
     _use(stack, images / "web-v1.vhd")
 
     up = stack.up()
@@ -127,7 +128,16 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     assert host.domain(third) is None and host.volume(pool, f"{third}.qcow2") is None
     assert len(_role(stack)["instances"]) == 2
 
+    # An instance deleted behind Pulumi's back: refresh notices, the next `up` brings it back.
+    lost = _role(stack)["instances"][1]["name"]
+    host.delete_domain(lost)
+    assert stack.refresh().summary.resource_changes.get("update") == 1
+    assert lost not in [i["name"] for i in _role(stack)["instances"]]
+    stack.up()
+    assert _pages(_role(stack)) == {0: ["v2"], 1: ["v2"]}
+
     names = [i["name"] for i in _role(stack)["instances"]]
     stack.destroy()
     assert all(host.domain(name) is None for name in names)
     assert host.pool(pool) is None
+    assert not Path(stack.get_config("poolPath").value).exists()

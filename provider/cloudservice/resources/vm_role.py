@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,8 +229,8 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
 
     def delete(self, resource_id: str, state: VmRoleState) -> None:
         with self.connect() as host:
-            for instance in state.instances:
-                _drop_instance(host, state.pool, instance.name)
+            for name in _instance_names_on_host(host, state):
+                _drop_instance(host, state.pool, name)
             for layer in reversed(state.layers):
                 host.delete_volume(state.pool, layer.volume)
                 host.delete_volume(state.pool, _manifest_volume(layer.volume))
@@ -424,6 +425,7 @@ def _probe(args: VmRoleArgs) -> tuple[Probe, str]:
 
 def _start_instance(host: Host, args: VmRoleArgs, index: int, layer: LayerState) -> InstanceState:
     name = f"{args.name}-{index}"
+    _drop_instance(host, args.pool, name)  # reimage: whatever was left of it goes
     backing = VolumeInfo(
         pool=args.pool,
         name=layer.volume,
@@ -464,6 +466,13 @@ def _remove_what_create_made(host: Host, args: VmRoleArgs) -> None:
     base = _layer_name(args, 0, "vpc")
     host.delete_volume(args.pool, _manifest_volume(base))
     host.delete_volume(args.pool, base)
+
+
+def _instance_names_on_host(host: Host, state: VmRoleState) -> set[str]:
+    """The instances in state, and any whose overlay outlived a refresh that dropped them."""
+    pattern = re.compile(rf"^({re.escape(state.name)}-\d+)\.qcow2$")
+    leftovers = {m.group(1) for v in host.volume_names(state.pool) if (m := pattern.match(v))}
+    return {instance.name for instance in state.instances} | leftovers
 
 
 def _drop_instance(host: Host, pool: str, name: str) -> None:

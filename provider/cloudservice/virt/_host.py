@@ -205,6 +205,11 @@ class Host:
         except ObjectNotFound:
             return None
 
+    def volume_names(self, pool_name: str) -> list[str]:
+        pool = self._active_pool(pool_name)
+        with libvirt_errors(f"storage pool {pool_name!r}"):
+            return sorted(pool.listVolumes())
+
     def delete_volume(self, pool_name: str, name: str) -> None:
         """Delete a volume. A missing volume or pool is not an error: it is already gone."""
         try:
