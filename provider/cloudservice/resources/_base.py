@@ -125,6 +125,10 @@ class Resource(ABC, Generic[ArgsT, StateT]):
                 changes.fields.append(FieldChange(wire_name, wire_name in replace))
         return changes
 
+    def preview_update(self, old: StateT, new: ArgsT) -> dict[str, Any]:
+        """Outputs an update will have, known in a preview without side effects (wire names)."""
+        return {}
+
     @abstractmethod
     def preview_id(self, args: ArgsT) -> str:
         """The ID a create would return, computed without side effects."""

@@ -10,6 +10,7 @@ import json
 from functools import partial
 from typing import Any
 
+import grpc
 from pulumi.provider.experimental.provider import (
     CheckFailure,
     CheckRequest,
@@ -31,6 +32,7 @@ from pulumi.provider.experimental.provider import (
     UpdateRequest,
     UpdateResponse,
 )
+from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
 from ..virt import DEFAULT_URI, Host
 from . import _wire
@@ -45,11 +47,21 @@ RESOURCES: tuple[type[Resource[Any, Any]], ...] = (StoragePool, Network, Volume,
 
 
 class CloudServiceProvider(Provider):
-    def __init__(self) -> None:
+    def __init__(self, engine_address: str = "") -> None:
         self.uri = DEFAULT_URI
+        self.engine_address = engine_address
         self.resources: dict[str, Resource[Any, Any]] = {
             kind.token: kind(partial(self._connect)) for kind in RESOURCES
         }
+
+    def log(self, urn: str, message: str) -> None:
+        """An info message on the resource, shown by `pulumi preview` and `up`."""
+        if not self.engine_address:
+            return
+        with grpc.insecure_channel(self.engine_address) as channel:
+            engine_pb2_grpc.EngineStub(channel).Log(
+                engine_pb2.LogRequest(severity=engine_pb2.INFO, message=message, urn=urn)
+            )
 
     def _connect(self) -> Host:
         return Host(self.uri)
@@ -142,10 +154,19 @@ class CloudServiceProvider(Provider):
         olds = _wire.decode(request.olds)
         news = _wire.decode(request.news)
         outputs = _output_names(resource)
-        if request.preview:
+        if request.preview and news.unknown:
             return UpdateResponse(_wire.encode(news.values, news.secret, news.unknown | outputs))
         old = resource.state_model.model_validate(olds.values)
         new = resource.args_model.model_validate(news.values)
+        if request.preview:
+            # What the update will do, where the resource can say it without side effects; the
+            # engine shows a preview's messages beside the resource's diff.
+            known = resource.preview_update(old, new)
+            if "summary" in known:
+                self.log(request.urn, str(known["summary"]))
+            return UpdateResponse(
+                _wire.encode({**news.values, **known}, news.secret, outputs - set(known))
+            )
         try:
             state = resource.update(request.resource_id, old, new)
         except PartialFailure as failure:

@@ -94,7 +94,9 @@ def main(argv: list[str]) -> None:
 
     async def serve() -> None:
         server = grpc.aio.server(options=sdk_server._GRPC_CHANNEL_OPTIONS)
-        servicer = _Servicer(argv, VERSION, CloudServiceProvider(), engine_address=engine_address)
+        servicer = _Servicer(
+            argv, VERSION, CloudServiceProvider(engine_address), engine_address=engine_address
+        )
         provider_pb2_grpc.add_ResourceProviderServicer_to_server(servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

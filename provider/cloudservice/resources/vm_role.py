@@ -185,6 +185,20 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
     def preview_id(self, args: VmRoleArgs) -> str:
         return args.name
 
+    def preview_update(self, old: VmRoleState, new: VmRoleArgs) -> dict[str, Any]:
+        """The change in service terms, for `pulumi preview --diff`: the `summary` output."""
+        parts = []
+        if old.image_sha256 != new.image_sha256 or not old.rollout_complete:
+            with self.connect() as host:
+                parts.append(_preview_release(host, new, old))
+            moving = [(i.name, i.update_domain) for i in old.instances]
+            waves = rollout_waves(moving, new.upgrade_mode, new.manual_upgrade_domain)
+            touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
+            parts.append(f"update domains {touched or 'none'} ({new.upgrade_mode})")
+        if len(old.instances) != new.instance_count:
+            parts.append(f"instances {len(old.instances)} -> {new.instance_count}")
+        return {"summary": "will: " + ("; ".join(parts) or "change settings only")}
+
     # -- create / read / update / delete -------------------------------------------------------
 
     def create(self, args: VmRoleArgs) -> tuple[str, VmRoleState]:
@@ -346,6 +360,22 @@ def _upload_layer(host: Host, args: VmRoleArgs, layers: list[LayerState]) -> Lay
         virtual_size=manifest.virtual_size,
         uploaded_bytes=result.file_size,
         blocks_changed=result.blocks_changed,
+    )
+
+
+def _preview_release(host: Host, args: VmRoleArgs, state: VmRoleState) -> str:
+    """Blocks changed and bytes to upload, computed as the update would, uploading nothing."""
+    if any(layer.image_sha256 == args.image_sha256 for layer in state.layers):
+        return "image already on the host: 0 bytes to upload"
+    top = state.layers[-1]
+    manifest = _load_manifest(host, args.pool, top)
+    with _new_release(args.image, top) as image, tempfile.TemporaryDirectory() as work:
+        result = vhd.qcow2_overlay_from_manifest(
+            manifest, image, Path(work) / "preview.qcow2", backing_file=top.path
+        )
+    return (
+        f"image: {result.blocks_changed} of {result.blocks_total} blocks changed, "
+        f"{result.file_size} bytes to upload"
     )
 
 
