@@ -18,7 +18,7 @@ from cloudservice import vhd
 from cloudservice.virt import Host
 from pulumi import automation as auto
 
-from ..conftest import REPO
+from .project import REPO
 
 VMROLE = "cloudservice:index:VmRole"
 

@@ -41,10 +41,16 @@ class Driver:
     def urn(self) -> str:
         return urn(self.token, self.name)
 
-    def check(self, inputs: dict[str, Any], olds: dict[str, Any] | None = None,
-              secret: set[str] = frozenset(), unknown: set[str] = frozenset()) -> Any:  # fmt: skip
-        request = CheckRequest(self.urn, _wire.encode(olds or {}),
-                               _wire.encode(inputs, secret, unknown), b"")  # fmt: skip
+    def check(
+        self,
+        inputs: dict[str, Any],
+        olds: dict[str, Any] | None = None,
+        secret: set[str] = frozenset(),
+        unknown: set[str] = frozenset(),
+    ) -> Any:
+        request = CheckRequest(
+            self.urn, _wire.encode(olds or {}), _wire.encode(inputs, secret, unknown), b""
+        )
         return asyncio.run(self.provider.check(request))
 
     def checked(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -52,14 +58,17 @@ class Driver:
         assert not response.failures, [(f.property, f.reason) for f in response.failures]
         return _wire.decode(response.inputs).values
 
-    def diff(self, state: dict[str, Any], news: dict[str, Any],
-             unknown: set[str] = frozenset()) -> DiffResponse:  # fmt: skip
-        request = DiffRequest(self.urn, "id", _wire.encode(state),
-                              _wire.encode(news, (), unknown), [])  # fmt: skip
+    def diff(
+        self, state: dict[str, Any], news: dict[str, Any], unknown: set[str] = frozenset()
+    ) -> DiffResponse:
+        request = DiffRequest(
+            self.urn, "id", _wire.encode(state), _wire.encode(news, (), unknown), []
+        )
         return asyncio.run(self.provider.diff(request))
 
-    def create(self, inputs: dict[str, Any], preview: bool = False,
-               unknown: set[str] = frozenset()) -> tuple[str, _wire.Decoded]:  # fmt: skip
+    def create(
+        self, inputs: dict[str, Any], preview: bool = False, unknown: set[str] = frozenset()
+    ) -> tuple[str, _wire.Decoded]:
         request = CreateRequest(self.urn, _wire.encode(inputs, (), unknown), 60, preview)
         response = asyncio.run(self.provider.create(request))
         return response.resource_id or "", _wire.decode(response.properties)
@@ -69,22 +78,26 @@ class Driver:
         response = asyncio.run(self.provider.read(request))
         return response.resource_id or "", _wire.decode(response.properties).values
 
-    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any],
-               preview: bool = False) -> _wire.Decoded:  # fmt: skip
-        request = UpdateRequest(self.urn, resource_id, _wire.encode(olds), _wire.encode(news),
-                                60, [], preview)  # fmt: skip
+    def update(
+        self, resource_id: str, olds: dict[str, Any], news: dict[str, Any], preview: bool = False
+    ) -> _wire.Decoded:
+        request = UpdateRequest(
+            self.urn, resource_id, _wire.encode(olds), _wire.encode(news), 60, [], preview
+        )
         return _wire.decode(asyncio.run(self.provider.update(request)).properties)
 
     def delete(self, resource_id: str, state: dict[str, Any]) -> None:
-        asyncio.run(self.provider.delete(DeleteRequest(self.urn, resource_id,
-                                                       _wire.encode(state), 60)))  # fmt: skip
+        asyncio.run(
+            self.provider.delete(DeleteRequest(self.urn, resource_id, _wire.encode(state), 60))
+        )
 
 
 @pytest.fixture
 def provider(libvirt_uri: str) -> CloudServiceProvider:
     instance = CloudServiceProvider()
-    asyncio.run(instance.configure(ConfigureRequest({}, _wire.encode({"uri": libvirt_uri}),
-                                                    True, True)))  # fmt: skip
+    asyncio.run(
+        instance.configure(ConfigureRequest({}, _wire.encode({"uri": libvirt_uri}), True, True))
+    )
     return instance
 
 

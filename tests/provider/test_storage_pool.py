@@ -11,8 +11,9 @@ from pulumi.provider.experimental.provider import PropertyDiffKind
 from .conftest import Driver
 
 
-def test_pool_lifecycle(provider: CloudServiceProvider, host: Host, tmp_path: Path,
-                        unique: str) -> None:  # fmt: skip
+def test_pool_lifecycle(
+    provider: CloudServiceProvider, host: Host, tmp_path: Path, unique: str
+) -> None:
     pool = Driver(provider, "cloudservice:index:StoragePool")
     inputs = pool.checked({"name": unique, "path": str(tmp_path / "p")})
     assert pool.create(inputs, preview=True)[0] == unique

@@ -54,8 +54,9 @@ def test_check_reports_bad_inputs_by_property(
 def test_check_refuses_content_that_does_not_match_a_pinned_digest(
     volume: Driver, page: Path
 ) -> None:
-    response = volume.check({"pool": "p", "name": "v", "source": str(page),
-                             "sourceSha256": "0" * 64})  # fmt: skip
+    response = volume.check(
+        {"pool": "p", "name": "v", "source": str(page), "sourceSha256": "0" * 64}
+    )
     assert [f.property for f in response.failures] == ["sourceSha256"]
 
 

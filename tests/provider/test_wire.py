@@ -28,7 +28,12 @@ def test_secrets_are_remembered_and_reapplied() -> None:
 
 
 def test_unknowns_in_either_form_are_set_aside_and_sent_as_the_wire_sentinel() -> None:
-    decoded = _wire.decode({"a": PropertyValue(UNKNOWN), "b": PropertyValue.computed(),
-                            "c": PropertyValue([PropertyValue(UNKNOWN)])})  # fmt: skip
+    decoded = _wire.decode(
+        {
+            "a": PropertyValue(UNKNOWN),
+            "b": PropertyValue.computed(),
+            "c": PropertyValue([PropertyValue(UNKNOWN)]),
+        }
+    )
     assert decoded.unknown == {"a", "b", "c"} and decoded.values == {}
     assert _wire.encode({}, unknown={"a"})["a"].value == UNKNOWN

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_jsonable_python
 
 from ..virt import Host
 
@@ -155,7 +156,7 @@ def _with_defaults(model: type[Model], inputs: dict[str, Any], unknown: set[str]
         if wire_name not in filled and wire_name not in unknown and not info.is_required():
             default = info.get_default(call_default_factory=True)
             if default is not None:
-                filled[wire_name] = default
+                filled[wire_name] = to_jsonable_python(default, by_alias=True)
     return filled
 
 

@@ -20,7 +20,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .. import vhd
-from ..model import lookup_vm_size
+from ..model import ModelError, lookup_vm_size
 from ..virt import DomainSpec, Host, PortForward, VolumeInfo, VolumeSpec, detect_accelerator
 from ..virt._health import Probe, ProbeAnswer, free_loopback_port, wait_healthy
 from ..virt._rollout import UpgradeMode, rollout_waves, update_domain_of
@@ -124,6 +125,10 @@ class InstanceState(Model):
     ports: dict[str, int]
     urls: list[str]
     layer: str
+    started_at: float = Field(description="When the instance was last (re)started, Unix time.")
+    healthy_after_seconds: float | None = Field(
+        default=None, description="Seconds from start to the first healthy probe answer."
+    )
 
 
 class VmRoleState(VmRoleArgs):
@@ -155,7 +160,7 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
         if "vmSize" in inputs and "vmSize" not in unknown:
             try:
                 lookup_vm_size(str(inputs["vmSize"]))
-            except ValueError as exc:
+            except ModelError as exc:
                 failures.append(("vmSize", str(exc)))
         image = inputs.get("image")
         if not isinstance(image, str) or "image" in unknown:
@@ -485,7 +490,13 @@ def _start_instance(host: Host, args: VmRoleArgs, index: int, layer: LayerState)
     host.start_domain(name)
     urls = [f"{e.protocol}://{LOOPBACK}:{ports[e.name]}/" for e in args.endpoints]
     return InstanceState(
-        name=name, update_domain=domain, host=LOOPBACK, ports=ports, urls=urls, layer=layer.volume
+        name=name,
+        update_domain=domain,
+        host=LOOPBACK,
+        ports=ports,
+        urls=urls,
+        layer=layer.volume,
+        started_at=time.time(),
     )
 
 
@@ -515,8 +526,10 @@ def _instance_alive(host: Host, pool: str, instance: InstanceState) -> bool:
     return domain is not None and host.volume(pool, f"{instance.name}.qcow2") is not None
 
 
-def _gate(args: VmRoleArgs, instances: list[InstanceState]) -> None:
+def _gate(args: VmRoleArgs, instances: list[InstanceState]) -> list[InstanceState]:
+    """Wait for each instance to answer its probe; returns them with their boot-to-healthy time."""
     probe, endpoint = _probe(args)
+    healthy = []
     for instance in instances:
         answer: ProbeAnswer = wait_healthy(
             instance.host, instance.ports[endpoint], probe, args.health_timeout_seconds
@@ -528,28 +541,40 @@ def _gate(args: VmRoleArgs, instances: list[InstanceState]) -> None:
                 f"health probe {target} for {args.health_timeout_seconds:.0f} s; last answer: "
                 f"{answer.answer}"
             )
+        seconds = round(time.time() - instance.started_at, 1)
+        healthy.append(instance.model_copy(update={"healthy_after_seconds": seconds}))
+    return healthy
+
+
+def _index(instance_name: str) -> int:
+    return int(instance_name.rsplit("-", 1)[1])
+
+
+def _with_instances(state: VmRoleState, instances: Iterable[InstanceState]) -> VmRoleState:
+    return state.model_copy(update={"instances": sorted(instances, key=lambda i: _index(i.name))})
 
 
 def _scale(host: Host, args: VmRoleArgs, state: VmRoleState) -> VmRoleState:
     """Start missing instances on the top layer, drop those past the count, behind the gate."""
     top = state.layers[-1]
-    by_index = {int(i.name.rsplit("-", 1)[1]): i for i in state.instances}
-    for index in sorted(i for i in by_index if i >= args.instance_count):
-        _drop_instance(host, args.pool, by_index.pop(index).name)
+    kept = {_index(i.name): i for i in state.instances}
+    dropped = [kept.pop(index) for index in sorted(kept) if index >= args.instance_count]
+    for instance in dropped:
+        _drop_instance(host, args.pool, instance.name)
     started = [
         _start_instance(host, args, index, top)
         for index in range(args.instance_count)
-        if index not in by_index
+        if index not in kept
     ]
-    instances = sorted([*by_index.values(), *started], key=lambda i: int(i.name.rsplit("-", 1)[1]))
-    state = state.model_copy(update={"instances": instances})
+    state = _with_instances(state, [*kept.values(), *started])
     try:
-        _gate(args, started)
+        healthy = _gate(args, started)
     except GateFailed as exc:
         raise PartialFailure(state, str(exc)) from exc
-    if started or len(by_index) != len(state.instances):
-        note = f"instances: {len(instances)}"
-        return state.model_copy(update={"summary": f"{state.summary}; {note}".lstrip("; ")})
+    state = _with_instances(state, [*kept.values(), *healthy])
+    if started or dropped:
+        summary = f"{state.summary}; instances: {len(state.instances)}".lstrip("; ")
+        state = state.model_copy(update={"summary": summary})
     return state
 
 
@@ -560,17 +585,13 @@ def _roll_out(host: Host, args: VmRoleArgs, state: VmRoleState, layer: LayerStat
     instances = {i.name: i for i in state.instances}
     reached: list[int] = []
     for wave in waves:
-        moved = []
-        for name in wave.instances:
-            index = int(name.rsplit("-", 1)[1])
-            _drop_instance(host, args.pool, name)
-            moved.append(_start_instance(host, args, index, layer))
+        moved = [_start_instance(host, args, _index(name), layer) for name in wave.instances]
         instances.update({i.name: i for i in moved})
         reached.extend(wave.update_domains)
-        current = _with_progress(state, instances, reached, complete=False, layer=layer)
         try:
-            _gate(args, moved)
+            instances.update({i.name: i for i in _gate(args, moved)})
         except GateFailed as exc:
+            current = _with_progress(state, instances, reached, complete=False, layer=layer)
             raise PartialFailure(current, f"rollout stopped: {exc}") from exc
     pending = [i for i in instances.values() if i.layer != layer.volume]
     return _with_progress(state, instances, reached, complete=not pending, layer=layer)
@@ -583,7 +604,7 @@ def _with_progress(
     complete: bool,
     layer: LayerState,
 ) -> VmRoleState:
-    ordered = sorted(instances.values(), key=lambda i: int(i.name.rsplit("-", 1)[1]))
+    ordered = sorted(instances.values(), key=lambda i: _index(i.name))
     summary = (
         f"image {layer.volume}: {layer.blocks_changed} blocks changed, "
         f"{state.last_upload_bytes} bytes uploaded; update domains "

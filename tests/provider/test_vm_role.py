@@ -1,0 +1,77 @@
+"""cloudservice:index:VmRole via the provider: check and diff (its lifecycle is in tests/e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloudservice.resources.provider import CloudServiceProvider
+from cloudservice.resources.vm_role import LayerState
+from pulumi.provider.experimental.provider import PropertyDiffKind
+
+from .conftest import Driver
+
+IMAGE = Path(__file__).resolve().parents[2] / ".cache" / "images" / "web-v1.vhd"
+
+
+@pytest.fixture
+def role(provider: CloudServiceProvider) -> Driver:
+    if not IMAGE.exists():
+        pytest.fail(f"{IMAGE} is missing: run `make setup` (it builds the sample images)")
+    return Driver(provider, "cloudservice:index:VmRole")
+
+
+def _inputs(**overrides: Any) -> dict[str, Any]:
+    return {"name": "cs-t-web", "pool": "p", "image": str(IMAGE), "instanceCount": 2, **overrides}
+
+
+def test_check_fills_in_the_image_digest_and_defaults(role: Driver) -> None:
+    checked = role.checked(_inputs())
+    assert len(checked["imageSha256"]) == 64
+    assert checked["vmSize"] == "ExtraSmall" and checked["updateDomainCount"] == 5
+    assert checked["endpoints"] == [{"name": "http", "protocol": "http", "port": 80}]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "prop", "reason"),
+    [
+        ({"vmSize": "Gigantic"}, "vmSize", "ExtraSmall"),  # the known sizes are listed
+        ({"image": "web.vhd"}, "image", "not an absolute path"),
+        ({"image": __file__}, "image", "cookie"),  # not a VHD: the bad field is named
+        ({"instanceCount": 0}, "instanceCount", "greater than or equal to 1"),
+        ({"updateDomainCount": 21}, "updateDomainCount", "less than or equal to 20"),
+        ({"name": "Web_Role"}, "name", "pattern"),
+    ],
+)
+def test_check_reports_bad_inputs_by_property(
+    role: Driver, overrides: dict[str, Any], prop: str, reason: str
+) -> None:
+    failures = {f.property: f.reason for f in role.check(_inputs(**overrides)).failures}
+    assert prop in failures and reason in failures[prop], failures
+
+
+def test_a_new_image_is_an_update_and_a_new_vm_size_a_replace(role: Driver) -> None:
+    old = role.checked(_inputs())
+    assert role.diff(old, old).changes is False
+    release = role.diff(old, {**old, "imageSha256": "f" * 64})
+    assert release.detailed_diff["imageSha256"].kind == PropertyDiffKind.UPDATE
+    assert not release.replaces
+    resized = role.diff(old, {**old, "vmSize": "Small"})
+    assert resized.replaces == ["vmSize"] and resized.delete_before_replace
+    assert role.diff(old, {**old, "instanceCount": 3}).replaces == []
+
+
+def test_a_stopped_rollout_is_a_change_even_with_the_same_inputs(role: Driver) -> None:
+    old = role.checked(_inputs())
+    diff = role.diff({**old, "rolloutComplete": False}, old)
+    assert diff.changes and list(diff.detailed_diff) == ["imageSha256"]
+
+
+def test_a_qcow2_layer_must_name_its_backing() -> None:
+    layer = {"volume": "r-l1.qcow2", "format": "qcow2", "path": "/p/r-l1.qcow2",
+             "imageSha256": "0" * 64, "uniqueId": None, "virtualSize": 1, "uploadedBytes": 1,
+             "blocksChanged": 1}  # fmt: skip
+    with pytest.raises(ValueError, match="a qcow2 layer, and only one, has a backing"):
+        LayerState.model_validate(layer)
+    assert LayerState.model_validate({**layer, "backing": "r-l0.vhd"}).backing == "r-l0.vhd"
