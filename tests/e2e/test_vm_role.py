@@ -70,9 +70,10 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     _use(stack, images / "web-v2.vhd")
     preview = stack.preview(diff=True)
     assert "~ imageSha256" in preview.stdout
-    # ... and says, in service terms, what the update will do.
-    assert "will: image: 1 of 32 blocks changed" in preview.stdout
-    assert "bytes to upload; update domains 0, 1 (auto)" in preview.stdout
+    # ... and says, in service terms, what the update will do (an info message, on stderr).
+    shown = preview.stdout + preview.stderr
+    assert "will: image: 1 of 32 blocks changed" in shown
+    assert "bytes to upload; update domains 0, 1 (auto)" in shown
     stack.up()
     role = _role(stack)
     layer = role["layers"][-1]
