@@ -121,7 +121,8 @@ class LayerState(Model):
 class InstanceState(Model):
     name: str
     update_domain: int
-    host: str
+    host: str = Field(description="The libvirt host the instance runs on (its URI).")
+    address: str = Field(description="Where its endpoints answer: the host's loopback.")
     ports: dict[str, int]
     urls: list[str]
     layer: str
@@ -492,7 +493,8 @@ def _start_instance(host: Host, args: VmRoleArgs, index: int, layer: LayerState)
     return InstanceState(
         name=name,
         update_domain=domain,
-        host=LOOPBACK,
+        host=host.uri,
+        address=LOOPBACK,
         ports=ports,
         urls=urls,
         layer=layer.volume,
@@ -532,10 +534,10 @@ def _gate(args: VmRoleArgs, instances: list[InstanceState]) -> list[InstanceStat
     healthy = []
     for instance in instances:
         answer: ProbeAnswer = wait_healthy(
-            instance.host, instance.ports[endpoint], probe, args.health_timeout_seconds
+            instance.address, instance.ports[endpoint], probe, args.health_timeout_seconds
         )
         if not answer.healthy:
-            target = f"{probe.protocol} {instance.host}:{instance.ports[endpoint]}{probe.path}"
+            target = f"{probe.protocol} {instance.address}:{instance.ports[endpoint]}{probe.path}"
             raise GateFailed(
                 f"instance {instance.name} (update domain {instance.update_domain}) failed its "
                 f"health probe {target} for {args.health_timeout_seconds:.0f} s; last answer: "
