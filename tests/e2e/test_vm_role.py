@@ -120,6 +120,16 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     assert _pages(role) == {0: ["v2"], 1: ["v2"]}
     _use(stack, images / "web-v2.vhd")
 
+    # A bigger VM size in the service definition: a rolling upgrade, update domain by domain.
+    service = stack.workspace.work_dir + "/sample/service.yaml"
+    Path(service).write_text(Path(service).read_text().replace("ExtraSmall", "Small"))
+    stack.up()
+    role = _role(stack)
+    assert role["updateDomainsUpgraded"] == [0, 1] and role["rolloutComplete"] is True
+    domains = [host.domain(i["name"]) for i in role["instances"]]
+    assert [d.memory_mib if d else None for d in domains] == [1792, 1792]  # Azure's Small
+    assert _pages(role) == {0: ["v2"], 1: ["v2"]}
+
     # Scale out, then in: the third instance lands in update domain 0 and goes again.
     stack.set_config("webInstances", auto.ConfigValue("3"))
     stack.up()

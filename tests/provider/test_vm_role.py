@@ -51,15 +51,27 @@ def test_check_reports_bad_inputs_by_property(
     assert prop in failures and reason in failures[prop], failures
 
 
-def test_a_new_image_is_an_update_and_a_new_vm_size_a_replace(role: Driver) -> None:
+def test_what_azure_upgrades_in_place_is_an_update(role: Driver) -> None:
+    # New image, VM size or endpoints: a rolling upgrade; more instances: a scale out.
     old = role.checked(_inputs())
     assert role.diff(old, old).changes is False
-    release = role.diff(old, {**old, "imageSha256": "f" * 64})
-    assert release.detailed_diff["imageSha256"].kind == PropertyDiffKind.UPDATE
-    assert not release.replaces
-    resized = role.diff(old, {**old, "vmSize": "Small"})
-    assert resized.replaces == ["vmSize"] and resized.delete_before_replace
-    assert role.diff(old, {**old, "instanceCount": 3}).replaces == []
+    changes = [
+        {"imageSha256": "f" * 64},
+        {"vmSize": "Small"},
+        {"instanceCount": 3},
+        {"endpoints": [{"name": "http", "protocol": "http", "port": 8080}]},
+    ]
+    for change in changes:
+        diff = role.diff(old, {**old, **change})
+        (field,) = change
+        assert diff.detailed_diff[field].kind == PropertyDiffKind.UPDATE and not diff.replaces
+
+
+def test_what_needs_a_new_deployment_is_a_replace(role: Driver) -> None:
+    # Azure cannot change the update domain count of a running deployment.
+    old = role.checked(_inputs())
+    moved = role.diff(old, {**old, "updateDomainCount": 3})
+    assert moved.replaces == ["updateDomainCount"] and moved.delete_before_replace
 
 
 def test_a_stopped_rollout_is_a_change_even_with_the_same_inputs(role: Driver) -> None:

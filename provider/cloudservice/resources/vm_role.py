@@ -16,6 +16,7 @@ update), and the next `pulumi up` carries on, or rolls back when given the previ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -70,9 +71,9 @@ class VmRoleArgs(Model):
     )
     image_sha256: str | None = Field(default=None, description="Filled in by the provider.")
     instance_count: int = Field(ge=1, le=100, description="Number of instances.")
-    vm_size: str = Field(
-        default="ExtraSmall", description="Azure VM size name.", json_schema_extra=_replace()
-    )
+    # Azure upgrades a role in place, update domain by update domain, for a new VM size or
+    # endpoint set ("Allowed service changes during an update"); so does this provider.
+    vm_size: str = Field(default="ExtraSmall", description="Azure VM size name.")
     update_domain_count: int = Field(
         default=5,
         ge=1,
@@ -87,7 +88,6 @@ class VmRoleArgs(Model):
     endpoints: list[EndpointArgs] = Field(
         default_factory=lambda: [EndpointArgs()],
         description="Input endpoints; each is forwarded from a port on the host's loopback.",
-        json_schema_extra=_replace(),
     )
     probe: ProbeArgs | None = Field(
         default=None, description="Health probe; default: GET / on the first endpoint."
@@ -126,6 +126,9 @@ class InstanceState(Model):
     ports: dict[str, int]
     urls: list[str]
     layer: str
+    settings: str = Field(
+        default="", description="Digest of the VM size and endpoints it was started with."
+    )
     started_at: float = Field(description="When the instance was last (re)started, Unix time.")
     healthy_after_seconds: float | None = Field(
         default=None, description="Seconds from start to the first healthy probe answer."
@@ -194,9 +197,12 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
     def preview_update(self, old: VmRoleState, new: VmRoleArgs) -> dict[str, Any]:
         """The change in service terms, for `pulumi preview --diff`: the `summary` output."""
         parts = []
-        if old.image_sha256 != new.image_sha256 or not old.rollout_complete:
+        restart = any(i.settings != _settings_digest(new) for i in old.instances)
+        if old.image_sha256 != new.image_sha256 or not old.rollout_complete or restart:
             with self.connect() as host:
                 parts.append(_preview_release(host, new, old))
+            if restart:
+                parts.append(f"restart on VM size {new.vm_size} and the endpoints given")
             moving = [(i.name, i.update_domain) for i in old.instances]
             waves = rollout_waves(moving, new.upgrade_mode, new.manual_upgrade_domain)
             touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
@@ -238,12 +244,8 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
             state = old.model_copy(
                 update={name: getattr(new, name) for name in VmRoleArgs.model_fields}
             )
-            image_changed = (
-                old.image_sha256 != new.image_sha256
-                or not old.rollout_complete
-                or len(old.layers) == 0
-            )
-            if image_changed:
+            stale = [i for i in old.instances if i.settings != _settings_digest(new)]
+            if old.image_sha256 != new.image_sha256 or not old.rollout_complete or stale:
                 state = _release(host, new, state)
             return _scale(host, new, state)
 
@@ -459,6 +461,12 @@ def _probe(args: VmRoleArgs) -> tuple[Probe, str]:
     ), endpoint
 
 
+def _settings_digest(args: VmRoleArgs) -> str:
+    """What an instance is started with besides its disk: a change means a rolling restart."""
+    settings = {"vmSize": args.vm_size, "endpoints": [e.wire() for e in args.endpoints]}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _start_instance(host: Host, args: VmRoleArgs, index: int, layer: LayerState) -> InstanceState:
     name = f"{args.name}-{index}"
     _drop_instance(host, args.pool, name)  # reimage: whatever was left of it goes
@@ -498,6 +506,7 @@ def _start_instance(host: Host, args: VmRoleArgs, index: int, layer: LayerState)
         ports=ports,
         urls=urls,
         layer=layer.volume,
+        settings=_settings_digest(args),
         started_at=time.time(),
     )
 
@@ -581,8 +590,14 @@ def _scale(host: Host, args: VmRoleArgs, state: VmRoleState) -> VmRoleState:
 
 
 def _roll_out(host: Host, args: VmRoleArgs, state: VmRoleState, layer: LayerState) -> VmRoleState:
-    """Move instances onto `layer`, one wave (update domain) at a time, each behind the gate."""
-    placements = [(i.name, i.update_domain) for i in state.instances if i.layer != layer.volume]
+    """Move instances onto `layer` and the current settings, one wave (update domain) at a time,
+    each behind the gate."""
+    settings = _settings_digest(args)
+    placements = [
+        (i.name, i.update_domain)
+        for i in state.instances
+        if i.layer != layer.volume or i.settings != settings
+    ]
     waves = rollout_waves(placements, args.upgrade_mode, args.manual_upgrade_domain)
     instances = {i.name: i for i in state.instances}
     reached: list[int] = []
@@ -595,7 +610,7 @@ def _roll_out(host: Host, args: VmRoleArgs, state: VmRoleState, layer: LayerStat
         except GateFailed as exc:
             current = _with_progress(state, instances, reached, complete=False, layer=layer)
             raise PartialFailure(current, f"rollout stopped: {exc}") from exc
-    pending = [i for i in instances.values() if i.layer != layer.volume]
+    pending = [i for i in instances.values() if i.layer != layer.volume or i.settings != settings]
     return _with_progress(state, instances, reached, complete=not pending, layer=layer)
 
 

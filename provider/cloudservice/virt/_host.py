@@ -61,6 +61,8 @@ class NetworkInfo:
 class DomainInfo:
     name: str
     running: bool
+    vcpus: int
+    memory_mib: int
     disk_path: str
     metadata: dict[str, str]
 
@@ -407,6 +409,8 @@ class Host:
         return DomainInfo(
             name=domain.name(),
             running=bool(domain.isActive()),
+            vcpus=int(root.findtext("vcpu", default="1")),
+            memory_mib=domain.maxMemory() // 1024,
             disk_path=source.get("file", "") if source is not None else "",
             metadata=dict(instance.attrib) if instance is not None else {},
         )
