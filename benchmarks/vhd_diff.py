@@ -65,8 +65,9 @@ print(json.dumps({"manifest_seconds": t_manifest, "seconds": seconds, "maxrss": 
 """
 
 
-def make_pair(work: Path, size: int, changed_fraction: float,
-              seed: int = 42) -> tuple[Path, Path, int]:
+def make_pair(
+    work: Path, size: int, changed_fraction: float, seed: int = 42
+) -> tuple[Path, Path, int]:
     """P and N, fully allocated with non-zero data; N differs in ``changed_fraction`` of blocks."""
     rng = random.Random(seed)
     blocks = size // BLOCK
@@ -99,15 +100,22 @@ def evict(*paths: Path) -> None:
 def run_diff(parent: Path, new: Path, child: Path) -> dict[str, float]:
     """Diff in a fresh process: ``seconds`` is the diff itself, ``wall`` the whole process."""
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _DIFF_CHILD, str(parent), str(new), str(child)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _DIFF_CHILD, str(parent), str(new), str(child)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {**json.loads(out.stdout), "wall": time.perf_counter() - t}
 
 
 def run_qemu_compare(a: Path, b: Path) -> float:
     t = time.perf_counter()
-    proc = subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "vpc", str(a), str(b)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["qemu-img", "compare", "-f", "vpc", "-F", "vpc", str(a), str(b)],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"qemu-img compare failed: {proc.stdout}{proc.stderr}")
@@ -121,27 +129,36 @@ def gbps(nbytes: float, seconds: float) -> float:
 def section_changed(work: Path, size: int) -> None:
     t = time.perf_counter()
     p, n, nchanged = make_pair(work, size, 0.02)
-    print(f"[setup] wrote 2 x {size / 2**30:.0f} GiB fully allocated dynamic VHDs,"
-          f" {nchanged} blocks differ ({time.perf_counter() - t:.1f} s)")
+    print(
+        f"[setup] wrote 2 x {size / 2**30:.0f} GiB fully allocated dynamic VHDs,"
+        f" {nchanged} blocks differ ({time.perf_counter() - t:.1f} s)"
+    )
     for label, cold in (("page cache warm, best of 3", False), ("page cache cold", True)):
         if cold:
             evict(p, n)
             r = run_diff(p, n, work / "c.vhd")
         else:
-            r = min((run_diff(p, n, work / "c.vhd") for _ in range(3)),
-                    key=lambda x: x["seconds"])
+            r = min((run_diff(p, n, work / "c.vhd") for _ in range(3)), key=lambda x: x["seconds"])
         limit = r["blocks_changed"] * BLOCK * 1.01
         print(f"\n== 2% changed, {label} ==")
         print(f"  diff time          {r['seconds']:.2f} s")
         print(f"  data read          {r['bytes_read'] / 2**30:.2f} GiB")
-        print(f"  throughput         {gbps(r['bytes_read'], r['seconds']):.2f} GB/s over data read"
-              f"   (goal >= {GOAL_GBPS} GB/s)")
-        print(f"  peak memory        {r['maxrss'] / MIB:.0f} MiB RSS of the diff process"
-              "   (goal well under 256 MiB)")
-        print(f"  blocks changed     {r['blocks_changed']} of {r['blocks_total']}"
-              f" (expected {nchanged}); {r['bytes_changed'] / MIB:.2f} MiB in changed pages")
-        print(f"  child size         {r['file_size'] / MIB:.2f} MiB; changed blocks + 1% ="
-              f" {limit / MIB:.2f} MiB  -> {'OK' if r['file_size'] <= limit else 'OVER'}")
+        print(
+            f"  throughput         {gbps(r['bytes_read'], r['seconds']):.2f} GB/s over data read"
+            f"   (goal >= {GOAL_GBPS} GB/s)"
+        )
+        print(
+            f"  peak memory        {r['maxrss'] / MIB:.0f} MiB RSS of the diff process"
+            "   (goal well under 256 MiB)"
+        )
+        print(
+            f"  blocks changed     {r['blocks_changed']} of {r['blocks_total']}"
+            f" (expected {nchanged}); {r['bytes_changed'] / MIB:.2f} MiB in changed pages"
+        )
+        print(
+            f"  child size         {r['file_size'] / MIB:.2f} MiB; changed blocks + 1% ="
+            f" {limit / MIB:.2f} MiB  -> {'OK' if r['file_size'] <= limit else 'OVER'}"
+        )
         assert r["blocks_changed"] == nchanged
     section_manifest(work, p, n, nchanged)
     os.unlink(work / "n.vhd")
@@ -155,17 +172,25 @@ def section_changed(work: Path, size: int) -> None:
 
 
 def section_manifest(work: Path, p: Path, n: Path, nchanged: int) -> None:
-    out = subprocess.run([sys.executable, "-c", _MANIFEST_CHILD, str(p), str(n),
-                          str(work / "cm.vhd")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MANIFEST_CHILD, str(p), str(n), str(work / "cm.vhd")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     r = json.loads(out.stdout)
     size = r["virtual_size"]
     print("\n== manifest diff (parent known only by its SHA-256 manifest), warm ==")
     mt = r["manifest_seconds"]
-    print(f"  make_manifest(P)   {mt:.2f} s ({gbps(size, mt):.2f} GB/s);"
-          f" manifest JSON {r['manifest_bytes'] / 1024:.0f} KiB")
-    print(f"  diff vs manifest   {r['seconds']:.2f} s ({gbps(r['bytes_read'], r['seconds']):.2f}"
-          f" GB/s over data read); {r['blocks_changed']} blocks changed (expected {nchanged});"
-          f" child {r['file_size'] / MIB:.2f} MiB; peak {r['maxrss'] / MIB:.0f} MiB RSS")
+    print(
+        f"  make_manifest(P)   {mt:.2f} s ({gbps(size, mt):.2f} GB/s);"
+        f" manifest JSON {r['manifest_bytes'] / 1024:.0f} KiB"
+    )
+    print(
+        f"  diff vs manifest   {r['seconds']:.2f} s ({gbps(r['bytes_read'], r['seconds']):.2f}"
+        f" GB/s over data read); {r['blocks_changed']} blocks changed (expected {nchanged});"
+        f" child {r['file_size'] / MIB:.2f} MiB; peak {r['maxrss'] / MIB:.0f} MiB RSS"
+    )
     os.unlink(work / "cm.vhd")
 
 
@@ -180,19 +205,27 @@ def section_identical(work: Path, a: Path, b: Path) -> None:
         theirs.append(run_qemu_compare(a, b))
     o, w, q = statistics.median(ours), statistics.median(walls), statistics.median(theirs)
     size = 2 * r["virtual_size"]
-    print(f"  our diff           {o:.3f} s median ({gbps(size, o):.2f} GB/s over both images);"
-          f" runs {', '.join(f'{x:.3f}' for x in ours)}")
+    print(
+        f"  our diff           {o:.3f} s median ({gbps(size, o):.2f} GB/s over both images);"
+        f" runs {', '.join(f'{x:.3f}' for x in ours)}"
+    )
     print(f"  our diff process   {w:.3f} s median (python start + imports + diff)")
-    print(f"  qemu-img compare   {q:.3f} s median ({gbps(size, q):.2f} GB/s, whole process);"
-          f" runs {', '.join(f'{x:.3f}' for x in theirs)}")
-    print(f"  ratio              diff {q / o:.2f}x the speed of qemu-img compare;"
-          f" whole process {q / w:.2f}x")
+    print(
+        f"  qemu-img compare   {q:.3f} s median ({gbps(size, q):.2f} GB/s, whole process);"
+        f" runs {', '.join(f'{x:.3f}' for x in theirs)}"
+    )
+    print(
+        f"  ratio              diff {q / o:.2f}x the speed of qemu-img compare;"
+        f" whole process {q / w:.2f}x"
+    )
     evict(a, b)
     r = run_diff(a, b, work / "c.vhd")
     evict(a, b)
     qc = run_qemu_compare(a, b)
-    print(f"  cold cache (once)  ours {r['seconds']:.2f} s, qemu-img compare {qc:.2f} s"
-          f" -> {qc / r['seconds']:.2f}x (disk-bound; noisy on a shared host)")
+    print(
+        f"  cold cache (once)  ours {r['seconds']:.2f} s, qemu-img compare {qc:.2f} s"
+        f" -> {qc / r['seconds']:.2f}x (disk-bound; noisy on a shared host)"
+    )
     os.unlink(work / "c.vhd")
 
 
@@ -208,16 +241,17 @@ def section_sparse(work: Path) -> None:
     r = run_diff(work / "sp.vhd", work / "sn.vhd", work / "sc.vhd")
     print("\n== 2040 GiB dynamic VHDs, 10 MiB allocated each, 1 block differs ==")
     print(f"  diff time          {r['seconds']:.3f} s   (goal < 2 s)")
-    print(f"  data read          {r['bytes_read'] / MIB:.0f} MiB; blocks changed"
-          f" {r['blocks_changed']} of {r['blocks_total']}")
+    print(
+        f"  data read          {r['bytes_read'] / MIB:.0f} MiB; blocks changed"
+        f" {r['blocks_changed']} of {r['blocks_total']}"
+    )
     print(f"  peak memory        {r['maxrss'] / MIB:.0f} MiB RSS")
     for name in ("sp.vhd", "sn.vhd", "sc.vhd"):
         os.unlink(work / name)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-gib", type=int, default=4)
     ap.add_argument("--workdir", default="/var/tmp")
     args = ap.parse_args()

@@ -12,12 +12,16 @@ from vhd_helpers import MIB, make_raw, pattern
 @pytest.fixture
 def base_raw(tmp_path: Path) -> Path:
     """64 MiB raw: data in blocks 0, 1 (partly), 5 and 31; the rest sparse."""
-    return make_raw(tmp_path / "base.raw", 64 * MIB, [
-        (0, pattern(2 * MIB, 1)),
-        (2 * MIB + 4096, pattern(8192, 2)),
-        (10 * MIB, pattern(MIB, 3)),
-        (62 * MIB, pattern(2 * MIB, 4)),
-    ])
+    return make_raw(
+        tmp_path / "base.raw",
+        64 * MIB,
+        [
+            (0, pattern(2 * MIB, 1)),
+            (2 * MIB + 4096, pattern(8192, 2)),
+            (10 * MIB, pattern(MIB, 3)),
+            (62 * MIB, pattern(2 * MIB, 4)),
+        ],
+    )
 
 
 @pytest.fixture

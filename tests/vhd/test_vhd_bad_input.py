@@ -56,45 +56,110 @@ def _truncate(n: int) -> Callable[[Path], None]:
     def cut(path: Path) -> None:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) - n] if n > 0 else data[:-n])
+
     return cut
 
 
 CASES: list[tuple[str, Callable[[Path], None], type[Exception], str]] = [
-    ("truncated", _truncate(1000), TruncatedImageError,
-     r"no footer at the end of the file .* truncated"),
+    (
+        "truncated",
+        _truncate(1000),
+        TruncatedImageError,
+        r"no footer at the end of the file .* truncated",
+    ),
     ("tiny", _truncate(-100), TruncatedImageError, r"file is 100 bytes, smaller than a VHD footer"),
-    ("cookie", lambda p: _patch_footers(p, 0, b"notavhd!"), ImageFormatError,
-     r"no 'conectix' cookie at offset 0 or at offset \d+ .*not a VHD file"),
-    ("footer checksum", lambda p: _patch_footers(p, 64, b"\0\0\0\1", fix_sum=False),
-     ChecksumError, r"footer checksum at offset \d+ is 0x00000001, computed 0x"),
-    ("header checksum", lambda p: _patch_header(p, 36, b"\0\0\0\1", fix_sum=False),
-     ChecksumError, r"dynamic header checksum at offset 548 is 0x00000001"),
-    ("header cookie", lambda p: _patch_header(p, 0, b"sparsecx"), ImageFormatError,
-     r"dynamic header cookie at offset 512 is b'sparsecx'"),
-    ("block size not power of two", lambda p: _patch_header(p, 32, struct.pack(">I", 3000)),
-     ImageFormatError, r"block size at offset 544 is 3000: must be a power of two"),
-    ("absurd block size", lambda p: _patch_header(p, 32, struct.pack(">I", 1 << 30)),
-     ImageFormatError, r"block size at offset 544 is 0x40000000: must be a power of two between"),
-    ("table size", lambda p: _patch_header(p, 28, struct.pack(">I", 5)), ImageFormatError,
-     r"max table entries at offset 540 is 5: a 8388608-byte disk with 2097152-byte blocks"
-     r" needs 4"),
-    ("table offset", lambda p: _patch_header(p, 16, struct.pack(">Q", 1 << 40)),
-     TruncatedImageError, r"BAT at offset 1099511627776 \(4 entries\) does not fit"),
-    ("size over 2040 GiB", lambda p: _patch_footers(p, 48, struct.pack(">Q", 2041 << 30)),
-     ImageFormatError, r"current size at offset 4197424 is 0x1fe40000000: must be between 1 and"),
-    ("disk type", lambda p: _patch_footers(p, 60, struct.pack(">I", 5)), ImageFormatError,
-     r"disk type at offset 4197436 is 5: expected 2 \(fixed\)"),
-    ("version", lambda p: _patch_footers(p, 12, struct.pack(">I", 0x20000)), ImageFormatError,
-     r"file format version at offset 4197388 is 0x20000"),
-    ("BAT past end", lambda p: _patch_bat(p, 1, 0x100000), TruncatedImageError,
-     r"block 1 at offset 536870912 ends at \d+, past the end of the data area .*BAT entry 1"),
-    ("BAT overlap", lambda p: _patch_bat(p, 1, 5), ImageFormatError,
-     r"block \d at offset 2560 overlaps block \d"),
-    ("BAT into metadata", lambda p: _patch_bat(p, 1, 2), ImageFormatError,
-     r"block 1 at offset 1024 overlaps (dynamic header|footer copy)"),
-    ("footer copy differs", lambda p: _patch_head_only(p), ImageFormatError,
-     r"footer copy at offset 0 differs from the footer at offset \d+ \(first difference at"
-     r" byte 24\)"),
+    (
+        "cookie",
+        lambda p: _patch_footers(p, 0, b"notavhd!"),
+        ImageFormatError,
+        r"no 'conectix' cookie at offset 0 or at offset \d+ .*not a VHD file",
+    ),
+    (
+        "footer checksum",
+        lambda p: _patch_footers(p, 64, b"\0\0\0\1", fix_sum=False),
+        ChecksumError,
+        r"footer checksum at offset \d+ is 0x00000001, computed 0x",
+    ),
+    (
+        "header checksum",
+        lambda p: _patch_header(p, 36, b"\0\0\0\1", fix_sum=False),
+        ChecksumError,
+        r"dynamic header checksum at offset 548 is 0x00000001",
+    ),
+    (
+        "header cookie",
+        lambda p: _patch_header(p, 0, b"sparsecx"),
+        ImageFormatError,
+        r"dynamic header cookie at offset 512 is b'sparsecx'",
+    ),
+    (
+        "block size not power of two",
+        lambda p: _patch_header(p, 32, struct.pack(">I", 3000)),
+        ImageFormatError,
+        r"block size at offset 544 is 3000: must be a power of two",
+    ),
+    (
+        "absurd block size",
+        lambda p: _patch_header(p, 32, struct.pack(">I", 1 << 30)),
+        ImageFormatError,
+        r"block size at offset 544 is 0x40000000: must be a power of two between",
+    ),
+    (
+        "table size",
+        lambda p: _patch_header(p, 28, struct.pack(">I", 5)),
+        ImageFormatError,
+        r"max table entries at offset 540 is 5: a 8388608-byte disk with 2097152-byte blocks"
+        r" needs 4",
+    ),
+    (
+        "table offset",
+        lambda p: _patch_header(p, 16, struct.pack(">Q", 1 << 40)),
+        TruncatedImageError,
+        r"BAT at offset 1099511627776 \(4 entries\) does not fit",
+    ),
+    (
+        "size over 2040 GiB",
+        lambda p: _patch_footers(p, 48, struct.pack(">Q", 2041 << 30)),
+        ImageFormatError,
+        r"current size at offset 4197424 is 0x1fe40000000: must be between 1 and",
+    ),
+    (
+        "disk type",
+        lambda p: _patch_footers(p, 60, struct.pack(">I", 5)),
+        ImageFormatError,
+        r"disk type at offset 4197436 is 5: expected 2 \(fixed\)",
+    ),
+    (
+        "version",
+        lambda p: _patch_footers(p, 12, struct.pack(">I", 0x20000)),
+        ImageFormatError,
+        r"file format version at offset 4197388 is 0x20000",
+    ),
+    (
+        "BAT past end",
+        lambda p: _patch_bat(p, 1, 0x100000),
+        TruncatedImageError,
+        r"block 1 at offset 536870912 ends at \d+, past the end of the data area .*BAT entry 1",
+    ),
+    (
+        "BAT overlap",
+        lambda p: _patch_bat(p, 1, 5),
+        ImageFormatError,
+        r"block \d at offset 2560 overlaps block \d",
+    ),
+    (
+        "BAT into metadata",
+        lambda p: _patch_bat(p, 1, 2),
+        ImageFormatError,
+        r"block 1 at offset 1024 overlaps (dynamic header|footer copy)",
+    ),
+    (
+        "footer copy differs",
+        lambda p: _patch_head_only(p),
+        ImageFormatError,
+        r"footer copy at offset 0 differs from the footer at offset \d+ \(first difference at"
+        r" byte 24\)",
+    ),
 ]
 
 
@@ -106,8 +171,9 @@ def _patch_head_only(path: Path) -> None:
 
 
 @pytest.mark.parametrize("name, damage, exc, message", CASES, ids=[c[0] for c in CASES])
-def test_bad_dynamic_input(tmp_path: Path, name: str, damage: Callable[[Path], None],
-                           exc: type[Exception], message: str) -> None:
+def test_bad_dynamic_input(
+    tmp_path: Path, name: str, damage: Callable[[Path], None], exc: type[Exception], message: str
+) -> None:
     path = _dynamic(tmp_path / "d.vhd", blocks=(0, 2) if name != "BAT overlap" else (0,))
     if name == "BAT overlap":
         _patch_bat(path, 0, 4)  # block 0 at sector 4 (2048)... and block 1 at sector 5
@@ -134,32 +200,45 @@ def test_truncated_dynamic_is_readable_from_footer_copy_when_not_strict(tmp_path
 
 def test_locator_out_of_range(tmp_path: Path) -> None:
     _dynamic(tmp_path / "p.vhd")
-    with open_image(tmp_path / "p.vhd") as p, \
-            VhdWriter(tmp_path / "c.vhd", SIZE, parent=ParentRef.of(p, str(tmp_path / "c.vhd"))):
+    with (
+        open_image(tmp_path / "p.vhd") as p,
+        VhdWriter(tmp_path / "c.vhd", SIZE, parent=ParentRef.of(p, str(tmp_path / "c.vhd"))),
+    ):
         pass
     _patch_header(tmp_path / "c.vhd", 576 + 16, struct.pack(">Q", 1 << 33))
-    with pytest.raises(ImageFormatError, match=r"parent locator 0 data \(offset 8589934592,"
-                       r" length \d+\) at header offset 1096 is outside"):
+    with pytest.raises(
+        ImageFormatError,
+        match=r"parent locator 0 data \(offset 8589934592,"
+        r" length \d+\) at header offset 1096 is outside",
+    ):
         open_image(tmp_path / "c.vhd")
 
 
 def test_unknown_locator_platform(tmp_path: Path) -> None:
     _dynamic(tmp_path / "p.vhd")
-    with open_image(tmp_path / "p.vhd") as p, \
-            VhdWriter(tmp_path / "c.vhd", SIZE, parent=ParentRef.of(p, str(tmp_path / "c.vhd"))):
+    with (
+        open_image(tmp_path / "p.vhd") as p,
+        VhdWriter(tmp_path / "c.vhd", SIZE, parent=ParentRef.of(p, str(tmp_path / "c.vhd"))),
+    ):
         pass
     _patch_header(tmp_path / "c.vhd", 576, b"ABCD")
-    with pytest.raises(ImageFormatError, match=r"parent locator 0 platform code at offset 1088"
-                       r" is 0x41424344: unknown platform code"):
+    with pytest.raises(
+        ImageFormatError,
+        match=r"parent locator 0 platform code at offset 1088"
+        r" is 0x41424344: unknown platform code",
+    ):
         open_image(tmp_path / "c.vhd")
 
 
 def test_fixed_with_wrong_size(tmp_path: Path) -> None:
     create_fixed(tmp_path / "f.vhd", 2 * MIB)
     data = (tmp_path / "f.vhd").read_bytes()
-    (tmp_path / "f.vhd").write_bytes(data[: MIB] + data[-512:])
-    with pytest.raises(TruncatedImageError, match=r"current size at offset 1048624 is 2097152"
-                       r" but the fixed disk holds 1048576 bytes"):
+    (tmp_path / "f.vhd").write_bytes(data[:MIB] + data[-512:])
+    with pytest.raises(
+        TruncatedImageError,
+        match=r"current size at offset 1048624 is 2097152"
+        r" but the fixed disk holds 1048576 bytes",
+    ):
         open_image(tmp_path / "f.vhd")
 
 

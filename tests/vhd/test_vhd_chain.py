@@ -63,8 +63,11 @@ def test_parent_found_by_relative_locator_after_moving_both(tmp_path: Path, base
 def test_missing_parent(tmp_path: Path, base: Path) -> None:
     child = _child(base, tmp_path / "child.vhd")
     os.unlink(base)
-    with pytest.raises(ParentNotFoundError, match=r"parent [0-9a-f-]{36} \(base.vhd\) not found;"
-                       r" tried .*base.vhd.*; pass it with --parent"):
+    with pytest.raises(
+        ParentNotFoundError,
+        match=r"parent [0-9a-f-]{36} \(base.vhd\) not found;"
+        r" tried .*base.vhd.*; pass it with --parent",
+    ):
         open_image(child)
     with open_image(child, resolve_parent=False) as c:  # info works without the parent
         assert c.info().parent_name == "base.vhd"
@@ -75,9 +78,11 @@ def test_missing_parent(tmp_path: Path, base: Path) -> None:
 def test_parent_with_other_unique_id(tmp_path: Path, base: Path) -> None:
     child = _child(base, tmp_path / "child.vhd")
     create_dynamic(tmp_path / "other.vhd", SIZE)
-    with pytest.raises(ParentMismatchError,
-                       match=r"parent unique id is [0-9a-f-]{36} \(.*other.vhd\) but the child"
-                       r" was made against [0-9a-f-]{36}"):
+    with pytest.raises(
+        ParentMismatchError,
+        match=r"parent unique id is [0-9a-f-]{36} \(.*other.vhd\) but the child"
+        r" was made against [0-9a-f-]{36}",
+    ):
         open_image(child, parent=tmp_path / "other.vhd")
     os.replace(tmp_path / "other.vhd", base)  # same name, different disk
     with pytest.raises(ParentMismatchError):
@@ -86,14 +91,17 @@ def test_parent_with_other_unique_id(tmp_path: Path, base: Path) -> None:
 
 def test_chain_loop_of_one_and_two(tmp_path: Path) -> None:
     uid_a, uid_b = uuid.uuid4().bytes, uuid.uuid4().bytes
-    VhdWriter(tmp_path / "self.vhd", SIZE, unique_id=uid_a,
-              parent=ParentRef(uid_a, SIZE, 0, "self.vhd")).commit()
+    VhdWriter(
+        tmp_path / "self.vhd", SIZE, unique_id=uid_a, parent=ParentRef(uid_a, SIZE, 0, "self.vhd")
+    ).commit()
     with pytest.raises(ChainLoopError, match=r"parent .*self.vhd is already in this chain"):
         open_image(tmp_path / "self.vhd")
-    VhdWriter(tmp_path / "a.vhd", SIZE, unique_id=uid_a,
-              parent=ParentRef(uid_b, SIZE, 0, "b.vhd")).commit()
-    VhdWriter(tmp_path / "b.vhd", SIZE, unique_id=uid_b,
-              parent=ParentRef(uid_a, SIZE, 0, "a.vhd")).commit()
+    VhdWriter(
+        tmp_path / "a.vhd", SIZE, unique_id=uid_a, parent=ParentRef(uid_b, SIZE, 0, "b.vhd")
+    ).commit()
+    VhdWriter(
+        tmp_path / "b.vhd", SIZE, unique_id=uid_b, parent=ParentRef(uid_a, SIZE, 0, "a.vhd")
+    ).commit()
     with pytest.raises(ChainLoopError, match="the chain loops"):
         open_image(tmp_path / "a.vhd")
 
@@ -143,8 +151,9 @@ def test_read_only_and_closed_misuse(tmp_path: Path, base: Path) -> None:
         img.read(0, 1)
 
 
-def test_failed_allocation_rolls_back(tmp_path: Path, base: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_allocation_rolls_back(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_fsync = os.fsync
     calls = {"n": 0}
 

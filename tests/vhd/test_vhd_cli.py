@@ -28,8 +28,7 @@ def parent_vhd(tmp_path: Path, base_raw: Path) -> Path:
     return tmp_path / "parent.vhd"
 
 
-def test_full_workflow_via_console_script(tmp_path: Path, parent_vhd: Path,
-                                          new_raw: Path) -> None:
+def test_full_workflow_via_console_script(tmp_path: Path, parent_vhd: Path, new_raw: Path) -> None:
     child = tmp_path / "child.vhd"
     diff = run("vhd", "diff", parent_vhd, new_raw, "-o", child, "--json")
     assert diff.returncode == 0, diff.stderr
@@ -60,8 +59,7 @@ def test_info_of_dynamic_and_fixed(tmp_path: Path, base_raw: Path) -> None:
         coalesce(src, tmp_path / "d.vhd")
     fixed = json.loads(run("vhd", "info", tmp_path / "f.vhd", "--json").stdout)
     dynamic = json.loads(run("vhd", "info", tmp_path / "d.vhd", "--json").stdout)
-    assert (fixed["type"], fixed["virtual_size"], fixed["block_size"]) == (
-        "fixed", 64 * MIB, None)
+    assert (fixed["type"], fixed["virtual_size"], fixed["block_size"]) == ("fixed", 64 * MIB, None)
     assert (dynamic["type"], dynamic["block_size"]) == ("dynamic", 2 * MIB)
     assert "parent_unique_id" not in dynamic
     human = run("vhd", "info", tmp_path / "d.vhd").stdout
@@ -97,17 +95,30 @@ def test_missing_file_exits_1(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "No such file" in proc.stderr
 
 
-def test_in_process(tmp_path: Path, parent_vhd: Path, new_raw: Path,
-                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vhd", "diff", str(parent_vhd), str(new_raw), "-o",
-                 str(tmp_path / "c.vhd")]) == 0
+def test_in_process(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["vhd", "diff", str(parent_vhd), str(new_raw), "-o", str(tmp_path / "c.vhd")]) == 0
     assert "3 of 32 blocks changed" in capsys.readouterr().out
     assert main(["vhd", "manifest", str(parent_vhd), "-o", str(tmp_path / "m.json")]) == 0
     capsys.readouterr()
     os.makedirs(tmp_path / "remote")
-    assert main(["vhd", "diff", str(tmp_path / "m.json"), str(new_raw), "-o",
-                 str(tmp_path / "remote" / "c.vhd"), "--parent-path", "../parent.vhd",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "vhd",
+                "diff",
+                str(tmp_path / "m.json"),
+                str(new_raw),
+                "-o",
+                str(tmp_path / "remote" / "c.vhd"),
+                "--parent-path",
+                "../parent.vhd",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["blocks_changed"] == 3
     assert main(["vhd", "verify", str(tmp_path / "remote" / "c.vhd"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

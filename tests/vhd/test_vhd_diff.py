@@ -35,16 +35,18 @@ def _new_as(fmt: str, new_raw: Path, tmp_path: Path) -> Path:
     if fmt == "vhd-dynamic":
         qemu_img("convert", "-f", "raw", "-O", "vpc", "-o", "force_size=on", new_raw, out)
     elif fmt == "vhd-fixed":
-        qemu_img("convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on",
-                 new_raw, out)
+        qemu_img(
+            "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", new_raw, out
+        )
     else:
         qemu_img("convert", "-f", "raw", "-O", "qcow2", new_raw, out)
     return out
 
 
 @pytest.mark.parametrize("fmt", ["raw", "vhd-dynamic", "vhd-fixed", "qcow2"])
-def test_parent_plus_child_is_new(tmp_path: Path, parent_vhd: Path, new_raw: Path,
-                                  fmt: str) -> None:
+def test_parent_plus_child_is_new(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path, fmt: str
+) -> None:
     new = _new_as(fmt, new_raw, tmp_path)
     child = tmp_path / "child.vhd"
     with open_image(parent_vhd) as parent, open_image(new) as n:
@@ -60,8 +62,9 @@ def test_parent_plus_child_is_new(tmp_path: Path, parent_vhd: Path, new_raw: Pat
     assert libvhdi_sha256(child, parent_vhd) == sha256_file(new_raw)
 
 
-def test_child_bitmaps_mark_only_changed_4k_pages(tmp_path: Path, parent_vhd: Path,
-                                                  new_raw: Path) -> None:
+def test_child_bitmaps_mark_only_changed_4k_pages(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
     child = tmp_path / "child.vhd"
     with open_image(parent_vhd) as parent, open_image(new_raw) as n:
         diff_images(parent, n, child)
@@ -78,8 +81,9 @@ def test_child_bitmaps_mark_only_changed_4k_pages(tmp_path: Path, parent_vhd: Pa
         assert c.block_status(3 * MIB).kind is ExtentKind.BACKING  # unallocated: never ZERO
 
 
-def test_identical_images_give_empty_child(tmp_path: Path, parent_vhd: Path,
-                                           base_raw: Path) -> None:
+def test_identical_images_give_empty_child(
+    tmp_path: Path, parent_vhd: Path, base_raw: Path
+) -> None:
     with open_image(parent_vhd) as parent, open_image(base_raw) as n:
         result = diff_images(parent, n, tmp_path / "c.vhd")
     assert result.blocks_changed == 0
@@ -117,8 +121,11 @@ def test_memory_is_bounded_by_blocks_not_disk_size(tmp_path: Path) -> None:
 def test_diff_refuses_size_mismatch(tmp_path: Path, parent_vhd: Path) -> None:
     small = tmp_path / "small.raw"
     small.write_bytes(bytes(MIB))
-    with open_image(parent_vhd) as p, open_image(small) as n, \
-            pytest.raises(ImageFormatError, match=r"virtual size 1048576 differs"):
+    with (
+        open_image(parent_vhd) as p,
+        open_image(small) as n,
+        pytest.raises(ImageFormatError, match=r"virtual size 1048576 differs"),
+    ):
         diff_images(p, n, tmp_path / "c.vhd")
     assert not (tmp_path / "c.vhd").exists()
 
@@ -132,8 +139,9 @@ def test_changed_pages_finds_each_page() -> None:
     assert changed_pages(a, a, len(a)) == []
 
 
-def test_diff_chain_of_children_reads_through(tmp_path: Path, parent_vhd: Path,
-                                              new_raw: Path) -> None:
+def test_diff_chain_of_children_reads_through(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
     c1 = tmp_path / "c1.vhd"
     with open_image(parent_vhd) as p, open_image(new_raw) as n:
         diff_images(p, n, c1)
@@ -147,6 +155,9 @@ def test_diff_chain_of_children_reads_through(tmp_path: Path, parent_vhd: Path,
         assert result.blocks_changed == 1
     with open_image(c2) as c:
         assert [img.info().type for img in (c, c.parent, c.parent.parent)] == [
-            "differencing", "differencing", "dynamic"]
+            "differencing",
+            "differencing",
+            "dynamic",
+        ]
         assert c.read(30 * MIB, 4096) == bytes(data[30 * MIB : 30 * MIB + 4096])
         assert c.read(8192, SECTOR) == bytes(data[8192 : 8192 + SECTOR])

@@ -21,8 +21,9 @@ ODD = 5 * MIB + 3584  # not a multiple of the 2 MiB block, nor of a 4 KiB page
 
 def test_odd_size_diff_overlay_and_libvhdi(tmp_path: Path) -> None:
     base = make_raw(tmp_path / "base.raw", ODD, [(0, pattern(ODD, 1))])
-    new = make_raw(tmp_path / "new.raw", ODD, [(0, pattern(ODD, 1)),
-                                                (ODD - 1000, pattern(1000, 2))])
+    new = make_raw(
+        tmp_path / "new.raw", ODD, [(0, pattern(ODD, 1)), (ODD - 1000, pattern(1000, 2))]
+    )
     with open_image(base) as src:
         coalesce(src, tmp_path / "p.vhd")
     with open_image(tmp_path / "p.vhd") as p, open_image(new) as n:
@@ -38,7 +39,8 @@ def test_odd_size_diff_overlay_and_libvhdi(tmp_path: Path) -> None:
 
 
 def test_allocation_order_is_block_footer_fsync_bat_fsync(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     create_dynamic(tmp_path / "d.vhd", 8 * MIB)
     size = (tmp_path / "d.vhd").stat().st_size
     events: list[tuple[str, int]] = []
@@ -59,11 +61,18 @@ def test_allocation_order_is_block_footer_fsync_bat_fsync(
         monkeypatch.undo()
     old_footer = size - 512
     assert events == [
-        ("write", old_footer),                      # bitmap + data where the footer was
-        ("write", old_footer + 512 + 2 * MIB),      # footer at the new end
+        ("write", old_footer),  # bitmap + data where the footer was
+        ("write", old_footer + 512 + 2 * MIB),  # footer at the new end
         ("fsync", -1),
-        ("write", 1536 + 4 * 1),                    # then the BAT entry
+        ("write", 1536 + 4 * 1),  # then the BAT entry
         ("fsync", -1),
     ]
-    qemu_img("compare", "-f", "vpc", "-F", "raw", tmp_path / "d.vhd",
-             make_raw(tmp_path / "w.raw", 8 * MIB, [(2 * MIB, b"q" * 4096)]))
+    qemu_img(
+        "compare",
+        "-f",
+        "vpc",
+        "-F",
+        "raw",
+        tmp_path / "d.vhd",
+        make_raw(tmp_path / "w.raw", 8 * MIB, [(2 * MIB, b"q" * 4096)]),
+    )

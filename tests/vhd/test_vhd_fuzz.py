@@ -23,8 +23,12 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     with VhdWriter(d / "dyn.vhd", SIZE, block_size=BLOCK) as w:
         w.write_block(1, pattern(BLOCK, 1))
         w.write_block(7, pattern(4096, 2))
-    with VhdWriter(d / "diff.vhd", SIZE, block_size=BLOCK,
-                   parent=ParentRef(uuid.uuid4().bytes, SIZE, 0, "p.vhd")) as w:
+    with VhdWriter(
+        d / "diff.vhd",
+        SIZE,
+        block_size=BLOCK,
+        parent=ParentRef(uuid.uuid4().bytes, SIZE, 0, "p.vhd"),
+    ) as w:
         w.write_block(3, pattern(BLOCK, 3), bytes([0xFF, 0, 0x0F]) + bytes(509))
     return {name: (d / name).read_bytes() for name in ("dyn.vhd", "diff.vhd")}
 
@@ -41,16 +45,28 @@ def _exercise(path: Path, strict: bool) -> None:
 
 mutations = st.lists(
     st.tuples(st.one_of(st.integers(0, 3 * 1024), st.integers(-512, -1)), st.integers(0, 255)),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 )
 
 
-@settings(max_examples=250, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(["dyn.vhd", "diff.vhd"]), muts=mutations, strict=st.booleans(),
-       cut=st.integers(0, 4096))
-def test_mutated_metadata(tmp_path: Path, seeds: dict[str, bytes], which: str,
-                          muts: list[tuple[int, int]], strict: bool, cut: int) -> None:
+@settings(
+    max_examples=250, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    which=st.sampled_from(["dyn.vhd", "diff.vhd"]),
+    muts=mutations,
+    strict=st.booleans(),
+    cut=st.integers(0, 4096),
+)
+def test_mutated_metadata(
+    tmp_path: Path,
+    seeds: dict[str, bytes],
+    which: str,
+    muts: list[tuple[int, int]],
+    strict: bool,
+    cut: int,
+) -> None:
     data = bytearray(seeds[which])
     for pos, value in muts:
         data[pos] = value
@@ -61,11 +77,13 @@ def test_mutated_metadata(tmp_path: Path, seeds: dict[str, bytes], which: str,
     _exercise(path, strict)
 
 
-@settings(max_examples=100, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(blob=st.binary(max_size=3000), footer_of=st.sampled_from([None, "dyn.vhd", "diff.vhd"]))
-def test_random_bytes(tmp_path: Path, seeds: dict[str, bytes], blob: bytes,
-                      footer_of: str | None) -> None:
+def test_random_bytes(
+    tmp_path: Path, seeds: dict[str, bytes], blob: bytes, footer_of: str | None
+) -> None:
     data = blob + (seeds[footer_of][-512:] if footer_of else b"")
     path = tmp_path / "fuzz.vhd"
     path.write_bytes(data)

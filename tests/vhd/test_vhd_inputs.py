@@ -59,6 +59,9 @@ def test_fixed_vhd_write_and_read(tmp_path: Path) -> None:
 
 
 def test_fixed_size_must_be_mib_multiple(tmp_path: Path) -> None:
-    with pytest.raises(ImageUsageError, match=r"not a multiple of 1 MiB, which Azure requires;"
-                       r" round it up to 2097152"):
+    with pytest.raises(
+        ImageUsageError,
+        match=r"not a multiple of 1 MiB, which Azure requires;"
+        r" round it up to 2097152",
+    ):
         create_fixed(tmp_path / "f.vhd", MIB + 512)

@@ -42,7 +42,8 @@ def test_manifest_lists_data_blocks_with_sha256(parent_vhd: Path, tmp_path: Path
 
 
 def test_manifest_diff_equals_local_diff_without_the_parent(
-        tmp_path: Path, parent_vhd: Path, new_raw: Path) -> None:
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
     with open_image(parent_vhd) as img:
         make_manifest(img).save(tmp_path / "m.json")
     away = tmp_path / "away"
@@ -59,7 +60,8 @@ def test_manifest_diff_equals_local_diff_without_the_parent(
 
 
 def test_overlay_from_child_is_compared_identical_by_qemu(
-        tmp_path: Path, parent_vhd: Path, new_raw: Path) -> None:
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
     with open_image(parent_vhd) as p, open_image(new_raw) as n:
         diff_images(p, n, tmp_path / "child.vhd")
     with open_image(tmp_path / "child.vhd") as child:
@@ -67,8 +69,11 @@ def test_overlay_from_child_is_compared_identical_by_qemu(
     assert result.blocks_changed == 3
     _check_overlay(tmp_path / "over.qcow2", "parent.vhd", new_raw)
     # only changed clusters: 1 (block 0) + 2 zero clusters (block 5) + 1 (block 20, 5 pages)
-    allocated = [e for e in qemu_json("map", tmp_path / "over.qcow2")  # type: ignore[union-attr]
-                 if e["depth"] == 0 and e["present"]]
+    allocated = [
+        e
+        for e in qemu_json("map", tmp_path / "over.qcow2")  # type: ignore[union-attr]
+        if e["depth"] == 0 and e["present"]
+    ]
     assert sum(e["length"] for e in allocated) == 4 * 65536
 
 
@@ -76,19 +81,23 @@ def test_overlay_from_manifest(tmp_path: Path, parent_vhd: Path, new_raw: Path) 
     with open_image(parent_vhd) as img:
         manifest = make_manifest(img)
     with open_image(new_raw) as new:
-        qcow2_overlay_from_manifest(manifest, new, tmp_path / "over.qcow2",
-                                    backing_file="parent.vhd", backing_format="vpc")
+        qcow2_overlay_from_manifest(
+            manifest, new, tmp_path / "over.qcow2", backing_file="parent.vhd", backing_format="vpc"
+        )
     _check_overlay(tmp_path / "over.qcow2", "parent.vhd", new_raw)
 
 
-def test_overlay_refuses_differencing_parent(tmp_path: Path, parent_vhd: Path,
-                                             new_raw: Path) -> None:
+def test_overlay_refuses_differencing_parent(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
     with open_image(parent_vhd) as p, open_image(new_raw) as n:
         diff_images(p, n, tmp_path / "c1.vhd")
     with open_image(tmp_path / "c1.vhd") as p, open_image(new_raw) as n:
         diff_images(p, n, tmp_path / "c2.vhd")
-    with open_image(tmp_path / "c2.vhd") as c2, \
-            pytest.raises(ChainError, match="itself a differencing VHD, which qemu"):
+    with (
+        open_image(tmp_path / "c2.vhd") as c2,
+        pytest.raises(ChainError, match="itself a differencing VHD, which qemu"),
+    ):
         write_qcow2_overlay(c2, tmp_path / "o.qcow2")
 
 
@@ -97,25 +106,58 @@ def _check_overlay(overlay: Path, backing: str, want_raw: Path) -> None:
     chain = qemu_json("info", "--backing-chain", overlay)
     assert isinstance(chain, list)
     assert [(c["format"], os.path.basename(c["filename"])) for c in chain] == [
-        ("qcow2", overlay.name), ("vpc", backing)]
+        ("qcow2", overlay.name),
+        ("vpc", backing),
+    ]
     assert chain[0]["backing-filename"] == backing
     assert chain[0]["backing-filename-format"] == "vpc"
     out = qemu_img("compare", "-F", "raw", overlay, want_raw)
     assert "Images are identical" in out.stdout
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"format": "x"}, "not a block manifest"),
-    ({"format": "cloudservice-vhd-manifest", "version": 2, "hash": "sha256"},
-     "unsupported manifest version 2"),
-    ({"format": "cloudservice-vhd-manifest", "version": 1, "hash": "sha256",
-      "virtual_size": 4096, "block_size": 3000, "blocks": {}}, "block_size 3000"),
-    ({"format": "cloudservice-vhd-manifest", "version": 1, "hash": "sha256",
-      "virtual_size": 4096, "block_size": 4096, "blocks": {"1": "00" * 32}},
-     r"block index '1' is not in 0..0"),
-    ({"format": "cloudservice-vhd-manifest", "version": 1, "hash": "sha256",
-      "virtual_size": 4096, "block_size": 4096, "blocks": {"0": "zz"}}, "is not sha256 hex"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"format": "x"}, "not a block manifest"),
+        (
+            {"format": "cloudservice-vhd-manifest", "version": 2, "hash": "sha256"},
+            "unsupported manifest version 2",
+        ),
+        (
+            {
+                "format": "cloudservice-vhd-manifest",
+                "version": 1,
+                "hash": "sha256",
+                "virtual_size": 4096,
+                "block_size": 3000,
+                "blocks": {},
+            },
+            "block_size 3000",
+        ),
+        (
+            {
+                "format": "cloudservice-vhd-manifest",
+                "version": 1,
+                "hash": "sha256",
+                "virtual_size": 4096,
+                "block_size": 4096,
+                "blocks": {"1": "00" * 32},
+            },
+            r"block index '1' is not in 0..0",
+        ),
+        (
+            {
+                "format": "cloudservice-vhd-manifest",
+                "version": 1,
+                "hash": "sha256",
+                "virtual_size": 4096,
+                "block_size": 4096,
+                "blocks": {"0": "zz"},
+            },
+            "is not sha256 hex",
+        ),
+    ],
+)
 def test_bad_manifests_are_refused(doc: object, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         BlockManifest.from_json(doc)

@@ -20,8 +20,9 @@ from vhd_helpers import MIB, make_raw, pattern, qemu_img, qemu_json, sha256_file
 
 
 def _to_vhd(raw: Path, out: Path, subformat: str) -> Path:
-    qemu_img("convert", "-f", "raw", "-O", "vpc", "-o", f"subformat={subformat},force_size=on",
-             raw, out)
+    qemu_img(
+        "convert", "-f", "raw", "-O", "vpc", "-o", f"subformat={subformat},force_size=on", raw, out
+    )
     return out
 
 

@@ -49,8 +49,9 @@ def libvhdi_sha256(child: Path, parent: Path) -> str:
         "    n = min(1 << 22, size - off); h.update(c.read_buffer_at_offset(n, off)); off += n\n"
         "print(h.hexdigest())\n"
     )
-    proc = subprocess.run([SYSTEM_PYTHON, "-c", script, str(child), str(parent)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [SYSTEM_PYTHON, "-c", script, str(child), str(parent)], capture_output=True, text=True
+    )
     if "No module named 'pyvhdi'" in proc.stderr:
         pytest.fail("pyvhdi missing for /usr/bin/python3: apt-get install python3-libvhdi")
     assert proc.returncode == 0, f"libvhdi could not read {child}: {proc.stderr}"

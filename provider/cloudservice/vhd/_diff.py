@@ -92,22 +92,32 @@ class _Qcow2Sink:
 # -- public API ---------------------------------------------------------------------------
 
 
-def diff_images(parent: Image, new: Image, out_path: str | os.PathLike[str], *,
-                block_size: int | None = None) -> DiffResult:
+def diff_images(
+    parent: Image, new: Image, out_path: str | os.PathLike[str], *, block_size: int | None = None
+) -> DiffResult:
     """Write a differencing VHD ``out_path`` of ``parent`` (a VHD) such that parent+child == new."""
     _same_size(parent.virtual_size, new, "parent")
     bs = block_size or getattr(parent, "block_size", None) or DEFAULT_BLOCK_SIZE
-    with VhdWriter(out_path, parent.virtual_size, block_size=bs,
-                   parent=ParentRef.of(parent, os.fspath(out_path))) as writer:
+    with VhdWriter(
+        out_path,
+        parent.virtual_size,
+        block_size=bs,
+        parent=ParentRef.of(parent, os.fspath(out_path)),
+    ) as writer:
         changed, nbytes, nread = _diff_local(parent, new, bs, _VhdSink(writer))
         size = writer.commit()
-    return _result(out_path, "vhd", parent.virtual_size, bs, changed, nbytes, nread, size,
-                   _uid_of(parent))
+    return _result(
+        out_path, "vhd", parent.virtual_size, bs, changed, nbytes, nread, size, _uid_of(parent)
+    )
 
 
 def diff_against_manifest(
-    manifest: BlockManifest, new: Image, out_path: str | os.PathLike[str], *,
-    parent_unique_id: str | None = None, parent_path: str | None = None,
+    manifest: BlockManifest,
+    new: Image,
+    out_path: str | os.PathLike[str],
+    *,
+    parent_unique_id: str | None = None,
+    parent_path: str | None = None,
     parent_timestamp: int | None = None,
 ) -> DiffResult:
     """Like :func:`diff_images`, with the parent known only by its manifest.
@@ -123,19 +133,35 @@ def diff_against_manifest(
             " pass parent_unique_id= and parent_path="
         )
     _same_size(manifest.virtual_size, new, "manifest")
-    ref = ParentRef(uuid.UUID(uid).bytes, manifest.virtual_size,
-                    parent_timestamp if parent_timestamp is not None
-                    else manifest.timestamp or vhd_timestamp(), name)
-    with VhdWriter(out_path, manifest.virtual_size, block_size=manifest.block_size,
-                   parent=ref) as writer:
+    ref = ParentRef(
+        uuid.UUID(uid).bytes,
+        manifest.virtual_size,
+        parent_timestamp if parent_timestamp is not None else manifest.timestamp or vhd_timestamp(),
+        name,
+    )
+    with VhdWriter(
+        out_path, manifest.virtual_size, block_size=manifest.block_size, parent=ref
+    ) as writer:
         changed, nbytes, nread = _diff_manifest(manifest, new, _VhdSink(writer))
         size = writer.commit()
-    return _result(out_path, "vhd", manifest.virtual_size, manifest.block_size, changed,
-                   nbytes, nread, size, uid)
+    return _result(
+        out_path,
+        "vhd",
+        manifest.virtual_size,
+        manifest.block_size,
+        changed,
+        nbytes,
+        nread,
+        size,
+        uid,
+    )
 
 
 def write_qcow2_overlay(
-    child: Image, out_path: str | os.PathLike[str], *, backing_file: str | None = None,
+    child: Image,
+    out_path: str | os.PathLike[str],
+    *,
+    backing_file: str | None = None,
     backing_format: str = "vpc",
 ) -> DiffResult:
     """Export differencing VHD ``child`` (opened with its parent) as a qcow2 overlay.
@@ -146,8 +172,9 @@ def write_qcow2_overlay(
     differencing, export it to qcow2 first and pass that as ``backing_file``.
     """
     if not isinstance(child, DifferencingImage) or child.parent is None:
-        raise ImageUsageError(f"{child.path}: to-qcow2 needs a differencing VHD opened with its"
-                              " parent")
+        raise ImageUsageError(
+            f"{child.path}: to-qcow2 needs a differencing VHD opened with its parent"
+        )
     parent = child.parent
     if backing_file is None:
         if isinstance(parent, DifferencingImage):
@@ -155,8 +182,9 @@ def write_qcow2_overlay(
                 f"{child.path}: parent {parent.path} is itself a differencing VHD, which qemu"
                 " cannot read; export it to qcow2 first and pass it as the backing file"
             )
-        backing_file = os.path.relpath(os.path.abspath(parent.path),
-                                       os.path.dirname(os.path.abspath(out_path)))
+        backing_file = os.path.relpath(
+            os.path.abspath(parent.path), os.path.dirname(os.path.abspath(out_path))
+        )
     bs = child.block_size
     buf = bytearray(bs)
     changed = nbytes = nread = 0
@@ -171,13 +199,26 @@ def write_qcow2_overlay(
             sink.put(index, buf, n, pages)
             changed, nbytes, nread = changed + 1, nbytes + len(pages) * PAGE, nread + n
         size = writer.commit()
-    return _result(out_path, "qcow2", child.virtual_size, bs, changed, nbytes, nread, size,
-                   str(uuid.UUID(bytes=child.parent_unique_id)))
+    return _result(
+        out_path,
+        "qcow2",
+        child.virtual_size,
+        bs,
+        changed,
+        nbytes,
+        nread,
+        size,
+        str(uuid.UUID(bytes=child.parent_unique_id)),
+    )
 
 
 def qcow2_overlay_from_manifest(
-    manifest: BlockManifest, new: Image, out_path: str | os.PathLike[str], *,
-    backing_file: str, backing_format: str = "vpc",
+    manifest: BlockManifest,
+    new: Image,
+    out_path: str | os.PathLike[str],
+    *,
+    backing_file: str,
+    backing_format: str = "vpc",
 ) -> DiffResult:
     """A qcow2 overlay over ``backing_file`` (the manifest's image) that reads as ``new``."""
     _same_size(manifest.virtual_size, new, "manifest")
@@ -185,8 +226,17 @@ def qcow2_overlay_from_manifest(
     with _qcow2(out_path, manifest.virtual_size, backing_file, backing_format, bs) as writer:
         changed, nbytes, nread = _diff_manifest(manifest, new, _Qcow2Sink(writer, bs))
         size = writer.commit()
-    return _result(out_path, "qcow2", manifest.virtual_size, bs, changed, nbytes, nread, size,
-                   manifest.unique_id)
+    return _result(
+        out_path,
+        "qcow2",
+        manifest.virtual_size,
+        bs,
+        changed,
+        nbytes,
+        nread,
+        size,
+        manifest.unique_id,
+    )
 
 
 # -- the two diff loops ---------------------------------------------------------------------
@@ -258,15 +308,18 @@ def _same_size(size: int, new: Image, what: str) -> None:
         raise ImageFormatError(
             f"{new.path}: virtual size {new.virtual_size} differs from the {what}'s {size};"
             " a differencing disk must have its parent's size (resize the new image first)",
-            field="virtual size", value=new.virtual_size,
+            field="virtual size",
+            value=new.virtual_size,
         )
 
 
-def _qcow2(path: str | os.PathLike[str], size: int, backing: str, fmt: str,
-           block_size: int) -> Qcow2OverlayWriter:
+def _qcow2(
+    path: str | os.PathLike[str], size: int, backing: str, fmt: str, block_size: int
+) -> Qcow2OverlayWriter:
     cluster = min(64 * 1024, block_size)
-    return Qcow2OverlayWriter(path, size, backing_file=backing, backing_format=fmt,
-                              cluster_bits=cluster.bit_length() - 1)
+    return Qcow2OverlayWriter(
+        path, size, backing_file=backing, backing_format=fmt, cluster_bits=cluster.bit_length() - 1
+    )
 
 
 def _uid_of(image: Image) -> str | None:
@@ -274,7 +327,17 @@ def _uid_of(image: Image) -> str | None:
     return str(uuid.UUID(bytes=footer.unique_id)) if footer else None
 
 
-def _result(out: str | os.PathLike[str], fmt: str, size: int, bs: int, changed: int,
-            nbytes: int, nread: int, file_size: int, parent_uid: str | None) -> DiffResult:
-    return DiffResult(os.fspath(out), fmt, size, bs, -(-size // bs), changed, nbytes, nread,
-                      file_size, parent_uid)
+def _result(
+    out: str | os.PathLike[str],
+    fmt: str,
+    size: int,
+    bs: int,
+    changed: int,
+    nbytes: int,
+    nread: int,
+    file_size: int,
+    parent_uid: str | None,
+) -> DiffResult:
+    return DiffResult(
+        os.fspath(out), fmt, size, bs, -(-size // bs), changed, nbytes, nread, file_size, parent_uid
+    )

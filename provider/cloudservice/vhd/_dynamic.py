@@ -56,7 +56,10 @@ def load_metadata(
     if hdr_at + HEADER_SIZE > data_end:
         raise TruncatedImageError(
             f"dynamic header at offset {hdr_at} ends past the data area (file is {file_size}"
-            " bytes): the file is truncated", field="data offset", offset=16, value=hdr_at,
+            " bytes): the file is truncated",
+            field="data offset",
+            offset=16,
+            value=hdr_at,
         )
     header = parse_header(_read(path, fd, hdr_at, HEADER_SIZE), hdr_at, footer, strict=strict)
     table_bytes = header.max_table_entries * 4
@@ -64,14 +67,20 @@ def load_metadata(
         raise TruncatedImageError(
             f"BAT at offset {header.table_offset} ({header.max_table_entries} entries) does not"
             f" fit in the file ({file_size} bytes): the file is truncated or the table offset is"
-            " wrong", field="table offset", offset=hdr_at + 16, value=header.table_offset,
+            " wrong",
+            field="table offset",
+            offset=hdr_at + 16,
+            value=header.table_offset,
         )
     bat: array[int] = array("I")
     bat.frombytes(_read(path, fd, header.table_offset, table_bytes))
     if sys.byteorder == "little":
         bat.byteswap()
-    reserved = [(0, FOOTER_SIZE, "footer copy"), (hdr_at, HEADER_SIZE, "dynamic header"),
-                (header.table_offset, _round_up(table_bytes), "BAT")]
+    reserved = [
+        (0, FOOTER_SIZE, "footer copy"),
+        (hdr_at, HEADER_SIZE, "dynamic header"),
+        (header.table_offset, _round_up(table_bytes), "BAT"),
+    ]
     if footer.disk_type == 4:
         header = header.with_locator_data(
             _load_locators(path, fd, header, hdr_at, data_end, reserved)
@@ -83,18 +92,26 @@ def load_metadata(
 
 
 def _load_locators(
-    path: str, fd: int, header: DynamicHeader, hdr_at: int, data_end: int,
+    path: str,
+    fd: int,
+    header: DynamicHeader,
+    hdr_at: int,
+    data_end: int,
     reserved: list[tuple[int, int, str]],
 ) -> tuple[Locator, ...]:
     out = []
     for i, loc in enumerate(header.locators):
         field_at = hdr_at + 576 + i * 24
-        if (loc.data_length > MAX_LOCATOR_LENGTH or loc.data_offset < FOOTER_SIZE
-                or loc.data_offset + loc.data_length > data_end):
+        if (
+            loc.data_length > MAX_LOCATOR_LENGTH
+            or loc.data_offset < FOOTER_SIZE
+            or loc.data_offset + loc.data_length > data_end
+        ):
             raise ImageFormatError(
                 f"parent locator {i} data (offset {loc.data_offset}, length {loc.data_length})"
                 f" at header offset {field_at + 8} is outside the file's data area (0..{data_end})",
-                field=f"parent locator {i} data offset", offset=field_at + 16,
+                field=f"parent locator {i} data offset",
+                offset=field_at + 16,
                 value=loc.data_offset,
             )
         data = _read(path, fd, loc.data_offset, loc.data_length)
@@ -104,7 +121,10 @@ def _load_locators(
 
 
 def _check_layout(
-    bat: array[int], allocated: array[int], header: DynamicHeader, data_end: int,
+    bat: array[int],
+    allocated: array[int],
+    header: DynamicHeader,
+    data_end: int,
     reserved: list[tuple[int, int, str]],
 ) -> None:
     """Every block inside the file and overlapping nothing: one pass over sorted intervals."""
@@ -125,15 +145,18 @@ def _check_layout(
             raise ImageFormatError(
                 f"{what} at offset {start} overlaps {prev_what} (which ends at {prev_end})",
                 field="BAT entry" if what.startswith("block") else what,
-                offset=start, value=start // SECTOR,
+                offset=start,
+                value=start // SECTOR,
             )
         if start + length > data_end:
             index = int(what.split()[1]) if what.startswith("block") else -1
             raise TruncatedImageError(
                 f"{what} at offset {start} ends at {start + length}, past the end of the data"
                 f" area ({data_end}): BAT entry {index} points past the end of the file"
-                if index >= 0 else f"{what} at offset {start} ends past the data area",
-                field="BAT entry", offset=header.table_offset + 4 * max(index, 0),
+                if index >= 0
+                else f"{what} at offset {start} ends past the data area",
+                field="BAT entry",
+                offset=header.table_offset + 4 * max(index, 0),
                 value=start // SECTOR,
             )
         prev_end, prev_what = start + length, what
@@ -146,8 +169,14 @@ class DynamicImage(ImageBase):
     hole_kind = ExtentKind.ZERO
 
     def __init__(
-        self, path: str, fd: int, writable: bool, footer: Footer, footer_raw: bytes,
-        meta: SparseMetadata, file_size: int,
+        self,
+        path: str,
+        fd: int,
+        writable: bool,
+        footer: Footer,
+        footer_raw: bytes,
+        meta: SparseMetadata,
+        file_size: int,
     ) -> None:
         super().__init__(path, fd, writable)
         self.footer = footer
@@ -164,8 +193,11 @@ class DynamicImage(ImageBase):
 
     def info(self) -> ImageInfo:
         return ImageInfo(
-            path=self.path, type=self.type_name, virtual_size=self.virtual_size,
-            block_size=self.block_size, file_size=self._end + FOOTER_SIZE,
+            path=self.path,
+            type=self.type_name,
+            virtual_size=self.virtual_size,
+            block_size=self.block_size,
+            file_size=self._end + FOOTER_SIZE,
             unique_id=str(uuid.UUID(bytes=self.footer.unique_id)),
             timestamp=self.footer.timestamp,
             creator=f"{self.footer.creator_app.decode('latin-1')!r}",
@@ -246,4 +278,3 @@ def _read(path: str, fd: int, offset: int, length: int) -> bytes:
     buf = bytearray(length)
     pread_exact(fd, memoryview(buf), offset, path)
     return bytes(buf)
-

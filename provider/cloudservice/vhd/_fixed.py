@@ -21,10 +21,14 @@ class FixedImage(RawImage):
 
     def info(self) -> ImageInfo:
         return ImageInfo(
-            path=self.path, type=self.type_name, virtual_size=self.virtual_size,
-            block_size=None, file_size=os.fstat(self._fd).st_size,
+            path=self.path,
+            type=self.type_name,
+            virtual_size=self.virtual_size,
+            block_size=None,
+            file_size=os.fstat(self._fd).st_size,
             unique_id=str(uuid.UUID(bytes=self.footer.unique_id)),
-            timestamp=self.footer.timestamp, creator=_creator(self.footer),
+            timestamp=self.footer.timestamp,
+            creator=_creator(self.footer),
         )
 
 

@@ -121,9 +121,22 @@ class Footer:
     def pack(self) -> bytes:
         cyl, heads, spt = self.geometry
         values = (
-            FOOTER_COOKIE, self.features, self.version, self.data_offset, self.timestamp,
-            self.creator_app, self.creator_version, self.creator_os, self.original_size,
-            self.current_size, cyl, heads, spt, self.disk_type, 0, self.unique_id,
+            FOOTER_COOKIE,
+            self.features,
+            self.version,
+            self.data_offset,
+            self.timestamp,
+            self.creator_app,
+            self.creator_version,
+            self.creator_os,
+            self.original_size,
+            self.current_size,
+            cyl,
+            heads,
+            spt,
+            self.disk_type,
+            0,
+            self.unique_id,
             self.saved_state,
         )
         raw = bytearray(_FOOTER.pack(*values))
@@ -136,46 +149,112 @@ def parse_footer(buf: bytes, at: int, *, strict: bool = True) -> Footer:
     if len(buf) < FOOTER_SIZE:
         raise ImageFormatError(
             f"footer at offset {at} is {len(buf)} bytes, need {FOOTER_SIZE}",
-            field="footer", offset=at, value=len(buf),
+            field="footer",
+            offset=at,
+            value=len(buf),
         )
-    (cookie, features, version, data_offset, timestamp, creator_app, creator_version,
-     creator_os, original_size, current_size, cyl, heads, spt, disk_type, stored_sum,
-     unique_id, saved_state) = _FOOTER.unpack_from(buf)
+    (
+        cookie,
+        features,
+        version,
+        data_offset,
+        timestamp,
+        creator_app,
+        creator_version,
+        creator_os,
+        original_size,
+        current_size,
+        cyl,
+        heads,
+        spt,
+        disk_type,
+        stored_sum,
+        unique_id,
+        saved_state,
+    ) = _FOOTER.unpack_from(buf)
     if cookie != FOOTER_COOKIE:
         raise ImageFormatError(
             f"footer cookie at offset {at} is {cookie!r}, expected {FOOTER_COOKIE!r}: not a VHD",
-            field="cookie", offset=at, value=cookie,
+            field="cookie",
+            offset=at,
+            value=cookie,
         )
     want = checksum(buf[:FOOTER_SIZE], 64)
     if stored_sum != want and strict:
         raise ChecksumError(
             f"footer checksum at offset {at + 64} is 0x{stored_sum:08x}, computed 0x{want:08x}"
             " (open with strict=False to accept it)",
-            field="checksum", offset=at + 64, value=stored_sum,
+            field="checksum",
+            offset=at + 64,
+            value=stored_sum,
         )
-    _check(version == FORMAT_VERSION, "file format version", at + 12, version,
-           f"expected 0x{FORMAT_VERSION:08x}")
-    _check(features & ~(FEATURE_TEMPORARY | FEATURE_RESERVED) == 0, "features", at + 8,
-           features, "unknown feature bits set")
-    _check(disk_type in DISK_TYPE_NAMES, "disk type", at + 60, disk_type,
-           "expected 2 (fixed), 3 (dynamic) or 4 (differencing)")
-    _check(0 < current_size <= MAX_VIRTUAL_SIZE, "current size", at + 48, current_size,
-           f"must be between 1 and {MAX_VIRTUAL_SIZE} bytes (2040 GiB)")
-    _check(current_size % SECTOR == 0, "current size", at + 48, current_size,
-           "must be a multiple of 512")
+    _check(
+        version == FORMAT_VERSION,
+        "file format version",
+        at + 12,
+        version,
+        f"expected 0x{FORMAT_VERSION:08x}",
+    )
+    _check(
+        features & ~(FEATURE_TEMPORARY | FEATURE_RESERVED) == 0,
+        "features",
+        at + 8,
+        features,
+        "unknown feature bits set",
+    )
+    _check(
+        disk_type in DISK_TYPE_NAMES,
+        "disk type",
+        at + 60,
+        disk_type,
+        "expected 2 (fixed), 3 (dynamic) or 4 (differencing)",
+    )
+    _check(
+        0 < current_size <= MAX_VIRTUAL_SIZE,
+        "current size",
+        at + 48,
+        current_size,
+        f"must be between 1 and {MAX_VIRTUAL_SIZE} bytes (2040 GiB)",
+    )
+    _check(
+        current_size % SECTOR == 0,
+        "current size",
+        at + 48,
+        current_size,
+        "must be a multiple of 512",
+    )
     _check(saved_state in (0, 1), "saved state", at + 84, saved_state, "expected 0 or 1")
     if disk_type == DISK_FIXED:
-        _check(data_offset in (NO_OFFSET, 0xFFFFFFFF), "data offset", at + 16, data_offset,
-               "a fixed disk has no dynamic header (expected 0xFFFFFFFFFFFFFFFF)")
+        _check(
+            data_offset in (NO_OFFSET, 0xFFFFFFFF),
+            "data offset",
+            at + 16,
+            data_offset,
+            "a fixed disk has no dynamic header (expected 0xFFFFFFFFFFFFFFFF)",
+        )
     else:
-        _check(data_offset % SECTOR == 0 and data_offset >= FOOTER_SIZE, "data offset",
-               at + 16, data_offset, "must be a sector-aligned offset after the footer copy")
+        _check(
+            data_offset % SECTOR == 0 and data_offset >= FOOTER_SIZE,
+            "data offset",
+            at + 16,
+            data_offset,
+            "must be a sector-aligned offset after the footer copy",
+        )
     return Footer(
-        disk_type=disk_type, current_size=current_size, unique_id=unique_id,
-        data_offset=data_offset, timestamp=timestamp, creator_app=creator_app,
-        creator_version=creator_version, creator_os=creator_os, original_size=original_size,
-        geometry=(cyl, heads, spt), features=features, version=version,
-        saved_state=saved_state, checksum=stored_sum,
+        disk_type=disk_type,
+        current_size=current_size,
+        unique_id=unique_id,
+        data_offset=data_offset,
+        timestamp=timestamp,
+        creator_app=creator_app,
+        creator_version=creator_version,
+        creator_os=creator_os,
+        original_size=original_size,
+        geometry=(cyl, heads, spt),
+        features=features,
+        version=version,
+        saved_state=saved_state,
+        checksum=stored_sum,
     )
 
 
@@ -222,17 +301,28 @@ class DynamicHeader:
         if len(name) > 512:
             raise ImageFormatError(
                 f"parent name {self.parent_name!r} is longer than 256 UTF-16 units",
-                field="parent unicode name", value=self.parent_name,
+                field="parent unicode name",
+                value=self.parent_name,
             )
         locs = b"".join(
             _LOCATOR.pack(loc.code, loc.data_space, loc.data_length, 0, loc.data_offset)
             for loc in self.locators
         ).ljust(192, b"\0")
-        raw = bytearray(_HEADER.pack(
-            HEADER_COOKIE, self.data_offset, self.table_offset, self.version,
-            self.max_table_entries, self.block_size, 0, self.parent_unique_id,
-            self.parent_timestamp, name, locs,
-        ))
+        raw = bytearray(
+            _HEADER.pack(
+                HEADER_COOKIE,
+                self.data_offset,
+                self.table_offset,
+                self.version,
+                self.max_table_entries,
+                self.block_size,
+                0,
+                self.parent_unique_id,
+                self.parent_timestamp,
+                name,
+                locs,
+            )
+        )
         struct.pack_into(">I", raw, 36, checksum(raw, 36))
         return bytes(raw)
 
@@ -245,40 +335,79 @@ def parse_header(buf: bytes, at: int, footer: Footer, *, strict: bool = True) ->
     if len(buf) < HEADER_SIZE:
         raise ImageFormatError(
             f"dynamic header at offset {at} is cut short ({len(buf)} of {HEADER_SIZE} bytes)",
-            field="dynamic header", offset=at, value=len(buf),
+            field="dynamic header",
+            offset=at,
+            value=len(buf),
         )
-    (cookie, data_offset, table_offset, version, entries, block_size, stored_sum, parent_uid,
-     parent_ts, name_raw, locs_raw) = _HEADER.unpack_from(buf)
+    (
+        cookie,
+        data_offset,
+        table_offset,
+        version,
+        entries,
+        block_size,
+        stored_sum,
+        parent_uid,
+        parent_ts,
+        name_raw,
+        locs_raw,
+    ) = _HEADER.unpack_from(buf)
     if cookie != HEADER_COOKIE:
         raise ImageFormatError(
             f"dynamic header cookie at offset {at} is {cookie!r}, expected {HEADER_COOKIE!r}",
-            field="cookie", offset=at, value=cookie,
+            field="cookie",
+            offset=at,
+            value=cookie,
         )
     want = checksum(buf[:HEADER_SIZE], 36)
     if stored_sum != want and strict:
         raise ChecksumError(
             f"dynamic header checksum at offset {at + 36} is 0x{stored_sum:08x}, computed"
             f" 0x{want:08x} (open with strict=False to accept it)",
-            field="checksum", offset=at + 36, value=stored_sum,
+            field="checksum",
+            offset=at + 36,
+            value=stored_sum,
         )
-    _check(version == FORMAT_VERSION, "header version", at + 24, version,
-           f"expected 0x{FORMAT_VERSION:08x}")
-    _check(data_offset in (NO_OFFSET, 0xFFFFFFFF), "header data offset", at + 8, data_offset,
-           "expected 0xFFFFFFFFFFFFFFFF (no further structure)")
-    _check(MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE and block_size & (block_size - 1) == 0,
-           "block size", at + 32, block_size,
-           f"must be a power of two between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE}")
+    _check(
+        version == FORMAT_VERSION,
+        "header version",
+        at + 24,
+        version,
+        f"expected 0x{FORMAT_VERSION:08x}",
+    )
+    _check(
+        data_offset in (NO_OFFSET, 0xFFFFFFFF),
+        "header data offset",
+        at + 8,
+        data_offset,
+        "expected 0xFFFFFFFFFFFFFFFF (no further structure)",
+    )
+    _check(
+        MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE and block_size & (block_size - 1) == 0,
+        "block size",
+        at + 32,
+        block_size,
+        f"must be a power of two between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE}",
+    )
     want_entries = table_entries(footer.current_size, block_size)
-    _check(entries == want_entries, "max table entries", at + 28, entries,
-           f"a {footer.current_size}-byte disk with {block_size}-byte blocks needs {want_entries}")
-    _check(table_offset % SECTOR == 0, "table offset", at + 16, table_offset,
-           "must be sector aligned")
+    _check(
+        entries == want_entries,
+        "max table entries",
+        at + 28,
+        entries,
+        f"a {footer.current_size}-byte disk with {block_size}-byte blocks needs {want_entries}",
+    )
+    _check(
+        table_offset % SECTOR == 0, "table offset", at + 16, table_offset, "must be sector aligned"
+    )
     try:
         name = name_raw.decode("utf-16-be").split("\0", 1)[0]
     except UnicodeDecodeError:
         raise ImageFormatError(
             f"parent unicode name at offset {at + 64} is not valid UTF-16BE",
-            field="parent unicode name", offset=at + 64, value=name_raw[:32],
+            field="parent unicode name",
+            offset=at + 64,
+            value=name_raw[:32],
         ) from None
     locators = []
     for i in range(LOCATOR_COUNT):
@@ -286,13 +415,25 @@ def parse_header(buf: bytes, at: int, footer: Footer, *, strict: bool = True) ->
         code, space, length, _reserved, offset = _LOCATOR.unpack_from(locs_raw, i * _LOCATOR.size)
         if code == 0:
             continue
-        _check(code in _KNOWN_PLATFORMS, f"parent locator {i} platform code", loc_at, code,
-               "unknown platform code")
+        _check(
+            code in _KNOWN_PLATFORMS,
+            f"parent locator {i} platform code",
+            loc_at,
+            code,
+            "unknown platform code",
+        )
         locators.append(Locator(code, space, length, offset))
     return DynamicHeader(
-        table_offset=table_offset, max_table_entries=entries, block_size=block_size,
-        parent_unique_id=parent_uid, parent_timestamp=parent_ts, parent_name=name,
-        locators=tuple(locators), data_offset=data_offset, version=version, checksum=stored_sum,
+        table_offset=table_offset,
+        max_table_entries=entries,
+        block_size=block_size,
+        parent_unique_id=parent_uid,
+        parent_timestamp=parent_ts,
+        parent_name=name,
+        locators=tuple(locators),
+        data_offset=data_offset,
+        version=version,
+        checksum=stored_sum,
     )
 
 

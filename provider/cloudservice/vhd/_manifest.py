@@ -53,9 +53,14 @@ class BlockManifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "hash": "sha256",
-            "virtual_size": self.virtual_size, "block_size": self.block_size,
-            "unique_id": self.unique_id, "timestamp": self.timestamp, "name": self.name,
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "hash": "sha256",
+            "virtual_size": self.virtual_size,
+            "block_size": self.block_size,
+            "unique_id": self.unique_id,
+            "timestamp": self.timestamp,
+            "name": self.name,
             "blocks": {str(i): d for i, d in sorted(self.digests.items())},
         }
 
@@ -70,8 +75,13 @@ class BlockManifest:
                 f" this engine reads version {MANIFEST_VERSION} with sha256"
             )
         size, bs = doc.get("virtual_size"), doc.get("block_size")
-        if not isinstance(size, int) or size <= 0 or not isinstance(bs, int) or bs <= 0 \
-                or bs & (bs - 1):
+        if (
+            not isinstance(size, int)
+            or size <= 0
+            or not isinstance(bs, int)
+            or bs <= 0
+            or bs & (bs - 1)
+        ):
             raise ManifestError(
                 f"manifest virtual_size {size!r} / block_size {bs!r} must be positive integers,"
                 " the block size a power of two"
@@ -82,8 +92,14 @@ class BlockManifest:
                 uid = str(uuid.UUID(str(uid)))
             except ValueError:
                 raise ManifestError(f"manifest unique_id {uid!r} is not a UUID") from None
-        return cls(size, bs, uid, _opt_int(doc, "timestamp"), doc.get("name"),
-                   _digests(doc.get("blocks"), -(-size // bs)))
+        return cls(
+            size,
+            bs,
+            uid,
+            _opt_int(doc, "timestamp"),
+            doc.get("name"),
+            _digests(doc.get("blocks"), -(-size // bs)),
+        )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -109,17 +125,18 @@ def make_manifest(image: Image, *, block_size: int | None = None) -> BlockManife
     footer = getattr(image, "footer", None)
     digests = dict(hash_blocks(image, bs))
     return BlockManifest(
-        virtual_size=image.virtual_size, block_size=bs,
+        virtual_size=image.virtual_size,
+        block_size=bs,
         unique_id=str(uuid.UUID(bytes=footer.unique_id)) if footer else None,
         timestamp=footer.timestamp if footer else None,
-        name=os.path.basename(image.path), digests=digests,
+        name=os.path.basename(image.path),
+        digests=digests,
     )
 
 
 def hash_blocks(image: Image, block_size: int) -> Iterator[tuple[int, str]]:
     """(index, hex sha256) of every block with non-zero content."""
-    for index, _n, _buf, digest in hashed_blocks(image, block_size,
-                                                 data_blocks(image, block_size)):
+    for index, _n, _buf, digest in hashed_blocks(image, block_size, data_blocks(image, block_size)):
         if digest is not None:
             yield index, digest
 
@@ -160,8 +177,11 @@ def _digests(blocks: Any, count: int) -> dict[int, str]:
     for key, value in blocks.items():
         if not (isinstance(key, str) and key.isdigit() and int(key) < count):
             raise ManifestError(f"manifest block index {key!r} is not in 0..{count - 1}")
-        if not (isinstance(value, str) and len(value) == 64
-                and all(c in "0123456789abcdef" for c in value)):
+        if not (
+            isinstance(value, str)
+            and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value)
+        ):
             raise ManifestError(f"manifest block {key} digest {value!r} is not sha256 hex")
         out[int(key)] = value
     return out

@@ -61,8 +61,9 @@ def open_image(
     spath = os.fspath(path)
     fmt = format or detect_format(spath)
     if fmt == "vhd":
-        return open_vhd(spath, writable=writable, strict=strict, parent=parent,
-                        resolve_parent=resolve_parent)
+        return open_vhd(
+            spath, writable=writable, strict=strict, parent=parent, resolve_parent=resolve_parent
+        )
     if fmt == "raw":
         fd = _os_open(spath, writable)
         return RawImage(spath, fd, writable, os.fstat(fd).st_size)
@@ -114,7 +115,9 @@ def _parse_vhd(path: str, fd: int, writable: bool, strict: bool) -> VhdImage:
     if size < FOOTER_SIZE:
         raise TruncatedImageError(
             f"file is {size} bytes, smaller than a VHD footer ({FOOTER_SIZE})",
-            field="file size", offset=0, value=size,
+            field="file size",
+            offset=0,
+            value=size,
         )
     head, tail = _read(path, fd, 0), _read(path, fd, size - FOOTER_SIZE)
     if tail[:8] == FOOTER_COOKIE:
@@ -128,14 +131,18 @@ def _parse_vhd(path: str, fd: int, writable: bool, strict: bool) -> VhdImage:
                 f"no footer at the end of the file (cookie at offset {size - FOOTER_SIZE} is"
                 f" {tail[:8]!r}) though offset 0 holds a {footer.type_name} footer copy: the file"
                 " is truncated or its end is damaged (strict=False reads it from the copy)",
-                field="cookie", offset=size - FOOTER_SIZE, value=tail[:8],
+                field="cookie",
+                offset=size - FOOTER_SIZE,
+                value=tail[:8],
             )
         size += FOOTER_SIZE  # read as if the lost trailing footer were there
     else:
         raise ImageFormatError(
             f"no {FOOTER_COOKIE.decode()!r} cookie at offset 0 or at offset {size - FOOTER_SIZE}"
             f" (found {head[:8]!r} and {tail[:8]!r}): not a VHD file",
-            field="cookie", offset=size - FOOTER_SIZE, value=tail[:8],
+            field="cookie",
+            offset=size - FOOTER_SIZE,
+            value=tail[:8],
         )
     if footer.disk_type == DISK_FIXED:
         if size - FOOTER_SIZE != footer.current_size:
@@ -143,7 +150,9 @@ def _parse_vhd(path: str, fd: int, writable: bool, strict: bool) -> VhdImage:
             raise (TruncatedImageError if short else ImageFormatError)(
                 f"current size at offset {size - FOOTER_SIZE + 48} is {footer.current_size} but"
                 f" the fixed disk holds {size - FOOTER_SIZE} bytes of data",
-                field="current size", offset=size - FOOTER_SIZE + 48, value=footer.current_size,
+                field="current size",
+                offset=size - FOOTER_SIZE + 48,
+                value=footer.current_size,
             )
         return FixedImage(path, fd, writable, footer)
     meta = load_metadata(path, fd, footer, size, strict=strict)
@@ -159,12 +168,16 @@ def _check_footer_copy(head: bytes, tail: bytes, size: int, strict: bool) -> Non
     raise ImageFormatError(
         f"footer copy at offset 0 differs from the footer at offset {size - FOOTER_SIZE}"
         f" (first difference at byte {at}); one of them is stale",
-        field="footer copy", offset=at, value=head[at],
+        field="footer copy",
+        offset=at,
+        value=head[at],
     )
 
 
 def _attach_chain(
-    child: DifferencingImage, parent: str | os.PathLike[str] | Image | None, strict: bool,
+    child: DifferencingImage,
+    parent: str | os.PathLike[str] | Image | None,
+    strict: bool,
     seen: tuple[str, ...],
 ) -> None:
     if len(seen) > MAX_CHAIN_DEPTH:
@@ -235,8 +248,10 @@ def _candidates(raw: str, base: str) -> list[str]:
     if win.drive or "\\" in raw:  # a Windows path: same relative path, else same file name
         rel = [] if win.drive or win.root else [os.path.join(base, *win.parts)]
         return [*rel, os.path.join(base, win.name)]
-    return [raw if os.path.isabs(raw) else os.path.join(base, raw),
-            os.path.join(base, os.path.basename(raw))]
+    return [
+        raw if os.path.isabs(raw) else os.path.join(base, raw),
+        os.path.join(base, os.path.basename(raw)),
+    ]
 
 
 def chain_of(image: Image) -> list[Image]:

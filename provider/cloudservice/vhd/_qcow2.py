@@ -33,8 +33,9 @@ def _qemu_img(*args: str) -> str:
             exc.errno, "qemu-img is needed to read qcow2 images: install qemu-utils", "qemu-img"
         ) from exc
     if proc.returncode != 0:
-        raise ImageFormatError(f"qemu-img {args[0]} failed: {proc.stderr.strip()}",
-                               field="qcow2", value=args[-1])
+        raise ImageFormatError(
+            f"qemu-img {args[0]} failed: {proc.stderr.strip()}", field="qcow2", value=args[-1]
+        )
     return proc.stdout
 
 
@@ -50,8 +51,13 @@ class Qcow2Image(ImageBase):
         self._extents = extents
 
     def info(self) -> ImageInfo:
-        return ImageInfo(path=self.path, type=self.type_name, virtual_size=self.virtual_size,
-                         block_size=None, file_size=os.fstat(self._fd).st_size)
+        return ImageInfo(
+            path=self.path,
+            type=self.type_name,
+            virtual_size=self.virtual_size,
+            block_size=None,
+            file_size=os.fstat(self._fd).st_size,
+        )
 
     def block_status(self, offset: int) -> Extent:
         self._check_range(offset, 1)
@@ -79,12 +85,18 @@ def open_qcow2(path: str) -> Image:
     info = json.loads(_qemu_img("info", "--output=json", "-f", "qcow2", path))
     specific = info.get("format-specific", {}).get("data", {})
     if info.get("encrypted"):
-        raise ImageFormatError("encrypted qcow2 images are not supported; decrypt it first",
-                               field="encrypted", value=True, path=path)
+        raise ImageFormatError(
+            "encrypted qcow2 images are not supported; decrypt it first",
+            field="encrypted",
+            value=True,
+            path=path,
+        )
     size = int(info["virtual-size"])
     extents = json.loads(_qemu_img("map", "--output=json", "-f", "qcow2", path))
-    direct = not info.get("backing-filename") and "data-file" not in specific and all(
-        e["depth"] == 0 and (not e["data"] or "offset" in e) for e in extents
+    direct = (
+        not info.get("backing-filename")
+        and "data-file" not in specific
+        and all(e["depth"] == 0 and (not e["data"] or "offset" in e) for e in extents)
     )
     if direct:
         return Qcow2Image(path, os.open(path, os.O_RDONLY), size, extents)

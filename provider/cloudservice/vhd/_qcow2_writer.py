@@ -30,8 +30,15 @@ REFCOUNT_ORDER = 4  # 16-bit refcounts, qemu's default
 class Qcow2OverlayWriter(NewFile):
     """Stream clusters (ascending index, each at most once) into a new qcow2 overlay."""
 
-    def __init__(self, path: str | os.PathLike[str], virtual_size: int, *, backing_file: str,
-                 backing_format: str, cluster_bits: int = CLUSTER_BITS) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        virtual_size: int,
+        *,
+        backing_file: str,
+        backing_format: str,
+        cluster_bits: int = CLUSTER_BITS,
+    ) -> None:
         self.virtual_size = virtual_size
         self.cluster_size = 1 << cluster_bits
         self._bits = cluster_bits
@@ -69,9 +76,24 @@ class Qcow2OverlayWriter(NewFile):
         self.pwrite(_be(self._l1), l1_at)
         rt_at, rt_clusters = self._write_refcounts()
         header = _HEADER.pack(
-            b"QFI\xfb", 3, self._backing_offset, self._backing_size, self._bits,
-            self.virtual_size, 0, len(self._l1), l1_at, rt_at, rt_clusters, 0, 0,
-            0, 0, 0, REFCOUNT_ORDER, _HEADER.size,
+            b"QFI\xfb",
+            3,
+            self._backing_offset,
+            self._backing_size,
+            self._bits,
+            self.virtual_size,
+            0,
+            len(self._l1),
+            l1_at,
+            rt_at,
+            rt_clusters,
+            0,
+            0,
+            0,
+            0,
+            0,
+            REFCOUNT_ORDER,
+            _HEADER.size,
         )
         self.pwrite(header + self._header_tail, 0)
         return super().commit()
@@ -80,8 +102,9 @@ class Qcow2OverlayWriter(NewFile):
 
     def _header_extensions(self, backing_file: str, backing_format: str) -> bytes:
         fmt = backing_format.encode()
-        ext = struct.pack(">II", _EXT_BACKING_FORMAT, len(fmt)) + fmt.ljust(-(-len(fmt) // 8) * 8,
-                                                                             b"\0")
+        ext = struct.pack(">II", _EXT_BACKING_FORMAT, len(fmt)) + fmt.ljust(
+            -(-len(fmt) // 8) * 8, b"\0"
+        )
         ext += struct.pack(">II", 0, 0)
         name = backing_file.encode()
         self._backing_offset = _HEADER.size + len(ext)
@@ -141,4 +164,3 @@ def _be(values: array[int]) -> bytes:
     if struct.pack("=H", 1) != struct.pack(">H", 1):
         out.byteswap()
     return out.tobytes()
-

@@ -24,8 +24,11 @@ class RawImage(ImageBase):
 
     def info(self) -> ImageInfo:
         return ImageInfo(
-            path=self.path, type=self.type_name, virtual_size=self.virtual_size,
-            block_size=None, file_size=os.fstat(self._fd).st_size,
+            path=self.path,
+            type=self.type_name,
+            virtual_size=self.virtual_size,
+            block_size=None,
+            file_size=os.fstat(self._fd).st_size,
         )
 
     def block_status(self, offset: int) -> Extent:

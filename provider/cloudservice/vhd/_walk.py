@@ -19,8 +19,13 @@ class MapEntry:
     data: bool
 
     def as_dict(self) -> dict[str, int | bool]:
-        return {"start": self.start, "length": self.length, "depth": self.depth,
-                "data": self.data, "zero": not self.data}
+        return {
+            "start": self.start,
+            "length": self.length,
+            "depth": self.depth,
+            "data": self.data,
+            "zero": not self.data,
+        }
 
 
 def resolved_status(image: Image, offset: int) -> tuple[Extent, int]:

@@ -66,8 +66,9 @@ class ParentRef:
                 f"{parent.path}: a differencing child needs a VHD parent (it records the"
                 " parent's unique id); convert the parent to VHD first"
             )
-        rel = os.path.relpath(os.path.abspath(parent.path),
-                              os.path.dirname(os.path.abspath(child_path)))
+        rel = os.path.relpath(
+            os.path.abspath(parent.path), os.path.dirname(os.path.abspath(child_path))
+        )
         return cls(footer.unique_id, parent.virtual_size, footer.timestamp, rel)
 
 
@@ -103,8 +104,10 @@ class VhdWriter(NewFile):
         self._bat = array("I", [UNALLOCATED]) * entries
         self._table_offset = FOOTER_SIZE + HEADER_SIZE
         self._locators = self._make_locators(self._table_offset + _round_up(entries * 4))
-        self._next = max([self._table_offset + _round_up(entries * 4)]
-                         + [loc.data_offset + _round_up(loc.data_length) for loc in self._locators])
+        self._next = max(
+            [self._table_offset + _round_up(entries * 4)]
+            + [loc.data_offset + _round_up(loc.data_length) for loc in self._locators]
+        )
 
     @property
     def blocks_written(self) -> int:
@@ -114,14 +117,16 @@ class VhdWriter(NewFile):
         used = self.block_size // SECTOR // 8
         return b"\xff" * used + bytes(self._bitmap_size - used)
 
-    def write_block(self, index: int, data: bytes | bytearray | memoryview,
-                    bitmap: bytes | None = None) -> None:
+    def write_block(
+        self, index: int, data: bytes | bytearray | memoryview, bitmap: bytes | None = None
+    ) -> None:
         """Store block ``index``: ``data`` (at most a block; the rest reads as zeros)."""
         if self._bat[index] != UNALLOCATED:
             raise ImageUsageError(f"block {index} was already written to {self.path}")
         if len(data) > self.block_size:
-            raise ImageUsageError(f"block data is {len(data)} bytes, block size is "
-                                  f"{self.block_size}")
+            raise ImageUsageError(
+                f"block data is {len(data)} bytes, block size is {self.block_size}"
+            )
         bits = self.full_bitmap() if bitmap is None else bitmap
         try:
             os.pwritev(self._fd, [bits, data], self._next)
@@ -134,11 +139,14 @@ class VhdWriter(NewFile):
         """Finish the file and move it into place; returns the file size."""
         footer = Footer(
             disk_type=DISK_DIFFERENCING if self._parent else DISK_DYNAMIC,
-            current_size=self.virtual_size, unique_id=self._uid, data_offset=FOOTER_SIZE,
+            current_size=self.virtual_size,
+            unique_id=self._uid,
+            data_offset=FOOTER_SIZE,
             timestamp=vhd_timestamp(),
         ).pack()
         header = DynamicHeader(
-            table_offset=self._table_offset, max_table_entries=len(self._bat),
+            table_offset=self._table_offset,
+            max_table_entries=len(self._bat),
             block_size=self.block_size,
             parent_unique_id=self._parent.unique_id if self._parent else bytes(16),
             parent_timestamp=self._parent.timestamp if self._parent else 0,
@@ -175,8 +183,9 @@ class VhdWriter(NewFile):
 class FixedWriter(NewFile):
     """Build a fixed VHD (raw data + footer) in Azure's layout: size a multiple of 1 MiB."""
 
-    def __init__(self, path: str | os.PathLike[str], virtual_size: int,
-                 unique_id: bytes | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], virtual_size: int, unique_id: bytes | None = None
+    ) -> None:
         check_size(virtual_size)
         if virtual_size % MIB:
             raise ImageUsageError(
@@ -188,14 +197,19 @@ class FixedWriter(NewFile):
         super().__init__(path)
 
     def commit(self) -> int:
-        footer = Footer(disk_type=DISK_FIXED, current_size=self.virtual_size,
-                        unique_id=self._uid, timestamp=vhd_timestamp()).pack()
+        footer = Footer(
+            disk_type=DISK_FIXED,
+            current_size=self.virtual_size,
+            unique_id=self._uid,
+            timestamp=vhd_timestamp(),
+        ).pack()
         self.pwrite(footer, self.virtual_size)
         return super().commit()
 
 
-def create_dynamic(path: str | os.PathLike[str], virtual_size: int, *,
-                   block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+def create_dynamic(
+    path: str | os.PathLike[str], virtual_size: int, *, block_size: int = DEFAULT_BLOCK_SIZE
+) -> None:
     """Create an empty dynamic VHD."""
     VhdWriter(path, virtual_size, block_size=block_size).commit()
 
@@ -205,16 +219,22 @@ def create_fixed(path: str | os.PathLike[str], virtual_size: int) -> None:
     FixedWriter(path, virtual_size).commit()
 
 
-def create_differencing(path: str | os.PathLike[str], parent: Image, *,
-                        block_size: int | None = None) -> None:
+def create_differencing(
+    path: str | os.PathLike[str], parent: Image, *, block_size: int | None = None
+) -> None:
     """Create an empty differencing child of ``parent`` (a VHD)."""
     size = parent.virtual_size
     bs = block_size or getattr(parent, "block_size", None) or DEFAULT_BLOCK_SIZE
     VhdWriter(path, size, block_size=bs, parent=ParentRef.of(parent, os.fspath(path))).commit()
 
 
-def coalesce(image: Image, out_path: str | os.PathLike[str], *, fixed: bool = False,
-             block_size: int = DEFAULT_BLOCK_SIZE) -> int:
+def coalesce(
+    image: Image,
+    out_path: str | os.PathLike[str],
+    *,
+    fixed: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> int:
     """Write the chain's content as one standalone VHD (dynamic, or fixed); returns its size.
 
     Only blocks with data anywhere in the chain are read; all-zero blocks stay unallocated.
@@ -274,4 +294,3 @@ def check_size(virtual_size: int) -> None:
 
 def _round_up(n: int) -> int:
     return -(-n // SECTOR) * SECTOR
-

@@ -24,13 +24,15 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def register(subparsers: Any) -> None:
-    vhd = subparsers.add_parser("vhd", help="read, diff, merge and convert VHD disks",
-                                description=__doc__)
+    vhd = subparsers.add_parser(
+        "vhd", help="read, diff, merge and convert VHD disks", description=__doc__
+    )
     vhd.set_defaults(func=lambda args: _usage(vhd))
     actions = vhd.add_subparsers(dest="vhd_action", metavar="ACTION")
 
-    def action(name: str, func: Callable[[argparse.Namespace], Any], help: str
-               ) -> argparse.ArgumentParser:
+    def action(
+        name: str, func: Callable[[argparse.Namespace], Any], help: str
+    ) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.set_defaults(func=lambda args: _run(func, args))
@@ -38,8 +40,7 @@ def register(subparsers: Any) -> None:
 
     p = action("info", _info, "show a VHD's type, sizes and parent (does not need the parent)")
     p.add_argument("file")
-    p.add_argument("--no-strict", dest="strict", action="store_false",
-                   help="accept bad checksums")
+    p.add_argument("--no-strict", dest="strict", action="store_false", help="accept bad checksums")
     p = action("verify", _verify, "check a VHD's structures and, for a child, its whole chain")
     p.add_argument("file")
     p.add_argument("--parent", help="parent VHD (default: found from the child)")
@@ -48,8 +49,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("new", help="the new image (VHD, raw or qcow2)")
     p.add_argument("-o", "--output", required=True, help="the child .vhd to write")
     p.add_argument("--new-format", choices=FORMATS, help="format of NEW (default: probe)")
-    p.add_argument("--parent-path", help="with a manifest: the parent's path as the child"
-                   " should record it (default: the manifest's name)")
+    p.add_argument(
+        "--parent-path",
+        help="with a manifest: the parent's path as the child"
+        " should record it (default: the manifest's name)",
+    )
     p = action("apply", _apply, "write PARENT+CHILD as a raw image")
     p.add_argument("parent")
     p.add_argument("child")
@@ -58,14 +62,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("child")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--parent")
-    p.add_argument("--fixed", action="store_true", help="write a fixed VHD (size must be a"
-                   " multiple of 1 MiB)")
+    p.add_argument(
+        "--fixed", action="store_true", help="write a fixed VHD (size must be a multiple of 1 MiB)"
+    )
     p = action("to-qcow2", _to_qcow2, "export a differencing VHD as a qcow2 overlay of its parent")
     p.add_argument("child")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--parent")
-    p.add_argument("--backing-file", help="backing file to record (default: the parent,"
-                   " relative to the output)")
+    p.add_argument(
+        "--backing-file",
+        help="backing file to record (default: the parent, relative to the output)",
+    )
     p.add_argument("--backing-format", default="vpc")
     p = action("manifest", _manifest, "write a block manifest (per-block SHA-256) of an image")
     p.add_argument("file")
@@ -77,8 +84,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _run(func: Callable[[argparse.Namespace], tuple[dict[str, Any], str]],
-         args: argparse.Namespace) -> int:
+def _run(
+    func: Callable[[argparse.Namespace], tuple[dict[str, Any], str]], args: argparse.Namespace
+) -> int:
     try:
         doc, text = func(args)
     except ImageUsageError as exc:
@@ -107,8 +115,9 @@ def _verify(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def _diff(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     with open_image(args.new, format=args.new_format) as new:
         if _is_manifest(args.parent):
-            result = diff_against_manifest(BlockManifest.load(args.parent), new, args.output,
-                                           parent_path=args.parent_path)
+            result = diff_against_manifest(
+                BlockManifest.load(args.parent), new, args.output, parent_path=args.parent_path
+            )
         else:
             with open_vhd(args.parent) as parent:
                 result = diff_images(parent, new, args.output)
@@ -126,15 +135,15 @@ def _apply(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def _merge(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     with open_vhd(args.child, parent=args.parent) as child:
         size = coalesce(child, args.output, fixed=args.fixed)
-    doc = {"output": args.output, "type": "fixed" if args.fixed else "dynamic",
-           "file_size": size}
+    doc = {"output": args.output, "type": "fixed" if args.fixed else "dynamic", "file_size": size}
     return doc, f"wrote {args.output} ({doc['type']}, {size} bytes)"
 
 
 def _to_qcow2(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     with open_vhd(args.child, parent=args.parent) as child:
-        result = write_qcow2_overlay(child, args.output, backing_file=args.backing_file,
-                                     backing_format=args.backing_format)
+        result = write_qcow2_overlay(
+            child, args.output, backing_file=args.backing_file, backing_format=args.backing_format
+        )
     return _diff_doc(result)
 
 
@@ -142,8 +151,12 @@ def _manifest(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     with open_image(args.file) as img:
         manifest = make_manifest(img)
     manifest.save(args.output)
-    doc = {"output": args.output, "virtual_size": manifest.virtual_size,
-           "block_size": manifest.block_size, "data_blocks": len(manifest.digests)}
+    doc = {
+        "output": args.output,
+        "virtual_size": manifest.virtual_size,
+        "block_size": manifest.block_size,
+        "data_blocks": len(manifest.digests),
+    }
     return doc, f"wrote {args.output}: {len(manifest.digests)} data blocks"
 
 
@@ -158,8 +171,10 @@ def _info_doc(img: Image) -> dict[str, Any]:
 
 def _diff_doc(result: DiffResult) -> tuple[dict[str, Any], str]:
     doc = result.as_dict()
-    text = (f"wrote {result.output}: {result.blocks_changed} of {result.blocks_total} blocks"
-            f" changed, {result.bytes_changed} bytes differ, {result.file_size} bytes to upload")
+    text = (
+        f"wrote {result.output}: {result.blocks_changed} of {result.blocks_total} blocks"
+        f" changed, {result.bytes_changed} bytes differ, {result.file_size} bytes to upload"
+    )
     return doc, text
 
 
