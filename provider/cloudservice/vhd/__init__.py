@@ -56,42 +56,48 @@ API (signatures):
 Errors: see :mod:`cloudservice.vhd.errors` (root :class:`VhdError`).
 """
 
-from ._diff import (
-    DiffResult,
-    diff_against_manifest,
-    diff_images,
-    qcow2_overlay_from_manifest,
-    write_qcow2_overlay,
-)
-from ._differencing import DifferencingImage
-from ._dynamic import DynamicImage
-from ._fixed import FixedImage
-from ._image import Extent, ExtentKind, Image, ImageInfo
-from ._manifest import BlockManifest, make_manifest
-from ._open import MAX_CHAIN_DEPTH, chain_of, detect_format, open_image, verify_chain
-from ._walk import MapEntry, image_map
-from ._writer import (
-    VhdWriter,
-    coalesce,
-    create_differencing,
-    create_dynamic,
-    create_fixed,
-    write_raw,
-)
-from .errors import (
-    ChainError,
-    ChainLoopError,
-    ChecksumError,
-    ImageFormatError,
-    ImageIOError,
-    ImageUsageError,
-    ManifestError,
-    ParentMismatchError,
-    ParentNotFoundError,
-    ReadOnlyImageError,
-    TruncatedImageError,
-    VhdError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._diff import (
+        DiffResult,
+        diff_against_manifest,
+        diff_images,
+        qcow2_overlay_from_manifest,
+        write_qcow2_overlay,
+    )
+    from ._differencing import DifferencingImage
+    from ._dynamic import DynamicImage
+    from ._fixed import FixedImage
+    from ._image import Extent, ExtentKind, Image, ImageInfo
+    from ._manifest import BlockManifest, make_manifest
+    from ._open import MAX_CHAIN_DEPTH, chain_of, detect_format, open_image, verify_chain
+    from ._walk import MapEntry, image_map
+    from ._writer import (
+        VhdWriter,
+        coalesce,
+        create_differencing,
+        create_dynamic,
+        create_fixed,
+        write_raw,
+    )
+    from .errors import (
+        ChainError,
+        ChainLoopError,
+        ChecksumError,
+        ImageFormatError,
+        ImageIOError,
+        ImageUsageError,
+        ManifestError,
+        ParentMismatchError,
+        ParentNotFoundError,
+        ReadOnlyImageError,
+        TruncatedImageError,
+        VhdError,
+    )
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
@@ -134,3 +140,61 @@ __all__ = [
     "write_qcow2_overlay",
     "write_raw",
 ]
+
+# Each public name is imported from its module the first time it is used (PEP 562), so that
+# importing one module of the package (``cloudservice vhd info`` runs ``vhd.cli``, which needs
+# ``_open``) does not import the diff, manifest and writer machinery as well.
+_MODULE_OF: dict[str, str] = {
+    "MAX_CHAIN_DEPTH": "._open",
+    "BlockManifest": "._manifest",
+    "ChainError": ".errors",
+    "ChainLoopError": ".errors",
+    "ChecksumError": ".errors",
+    "DiffResult": "._diff",
+    "DifferencingImage": "._differencing",
+    "DynamicImage": "._dynamic",
+    "Extent": "._image",
+    "ExtentKind": "._image",
+    "FixedImage": "._fixed",
+    "Image": "._image",
+    "ImageFormatError": ".errors",
+    "ImageIOError": ".errors",
+    "ImageInfo": "._image",
+    "ImageUsageError": ".errors",
+    "ManifestError": ".errors",
+    "MapEntry": "._walk",
+    "ParentMismatchError": ".errors",
+    "ParentNotFoundError": ".errors",
+    "ReadOnlyImageError": ".errors",
+    "TruncatedImageError": ".errors",
+    "VhdError": ".errors",
+    "VhdWriter": "._writer",
+    "chain_of": "._open",
+    "coalesce": "._writer",
+    "create_differencing": "._writer",
+    "create_dynamic": "._writer",
+    "create_fixed": "._writer",
+    "detect_format": "._open",
+    "diff_against_manifest": "._diff",
+    "diff_images": "._diff",
+    "image_map": "._walk",
+    "make_manifest": "._manifest",
+    "open_image": "._open",
+    "qcow2_overlay_from_manifest": "._diff",
+    "verify_chain": "._open",
+    "write_qcow2_overlay": "._diff",
+    "write_raw": "._writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

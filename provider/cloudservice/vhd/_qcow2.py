@@ -13,8 +13,6 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import subprocess
-import tempfile
 
 from ._image import Extent, ExtentKind, Image, ImageBase, ImageInfo
 from ._raw import RawImage
@@ -24,6 +22,8 @@ QCOW2_MAGIC = b"QFI\xfb"
 
 
 def _qemu_img(*args: str) -> str:
+    import subprocess  # here, not at the top: opening a VHD (`vhd info`) never needs it
+
     try:
         proc = subprocess.run(
             ["qemu-img", *args], capture_output=True, text=True, check=False, timeout=3600
@@ -100,6 +100,8 @@ def open_qcow2(path: str) -> Image:
     )
     if direct:
         return Qcow2Image(path, os.open(path, os.O_RDONLY), size, extents)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix="vhd-qcow2-", suffix=".raw", dir="/var/tmp")
     os.close(fd)
     try:
