@@ -23,15 +23,15 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._azure import export_cscfg, export_csdef, import_azure
-from ._definition import StartupTask
-from ._package import build_package, diff_packages, fill_package_digests, read_package
-from ._planner import plan_update
-from ._spec import ServiceSpec, dump_spec, load_spec
-from ._validate import Sources, validate_service
+# Only the errors here: the pydantic models, the Azure reader, packages and the planner are
+# imported by the subcommands that use them.
 from .errors import ModelError, Problem, ValidationProblems
+
+if TYPE_CHECKING:
+    from ._spec import ServiceSpec
+    from ._validate import Sources
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -122,6 +122,10 @@ def _print_problems(kind: str, problems: Iterable[Problem]) -> None:
 
 
 def _load(files: list[str]) -> tuple[ServiceSpec, Sources]:
+    from ._azure import import_azure
+    from ._spec import load_spec
+    from ._validate import Sources
+
     if len(files) == 1:
         return load_spec(files[0]), Sources.document(files[0])
     imported = import_azure(files[0], files[1])
@@ -131,6 +135,8 @@ def _load(files: list[str]) -> tuple[ServiceSpec, Sources]:
 
 @_reports_problems
 def _validate(args: argparse.Namespace) -> int:
+    from ._validate import validate_service
+
     if len(args.files) > 2:
         args.usage_error("give one service document, or a .csdef and a .cscfg")  # exits 2
     spec, sources = _load(args.files)
@@ -142,6 +148,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 @_reports_problems
 def _import_azure(args: argparse.Namespace) -> int:
+    from ._azure import import_azure
+    from ._spec import dump_spec
+
     imported = import_azure(args.csdef, args.cscfg)
     _print_problems("warning", imported.warnings)
     fmt: Literal["yaml", "json"] = "json" if args.json else "yaml"
@@ -164,6 +173,10 @@ def _write_private(path: Path, text: str | bytes) -> None:
 
 @_reports_problems
 def _export_azure(args: argparse.Namespace) -> int:
+    from ._azure import export_cscfg, export_csdef
+    from ._spec import load_spec
+    from ._validate import Sources, validate_service
+
     spec = load_spec(args.document)
     validate_service(spec, Sources.document(args.document))
     directory = Path(args.output)
@@ -180,6 +193,9 @@ def _export_azure(args: argparse.Namespace) -> int:
 
 @_reports_problems
 def _package_build(args: argparse.Namespace) -> int:
+    from ._definition import StartupTask
+    from ._package import build_package
+
     tasks = [StartupTask(command_line=command) for command in args.startup_task]
     package = build_package(
         args.directory, args.output, entry_point=args.entry_point, startup_tasks=tasks
@@ -191,6 +207,8 @@ def _package_build(args: argparse.Namespace) -> int:
 
 @_reports_problems
 def _package_diff(args: argparse.Namespace) -> int:
+    from ._package import diff_packages, read_package
+
     diff = diff_packages(read_package(args.old).manifest, read_package(args.new).manifest)
     if args.json:
         print(json.dumps(diff.model_dump(mode="json", by_alias=True), indent=2))
@@ -207,6 +225,11 @@ def _package_diff(args: argparse.Namespace) -> int:
 
 @_reports_problems
 def _plan(args: argparse.Namespace) -> int:
+    from ._package import fill_package_digests
+    from ._planner import plan_update
+    from ._spec import load_spec
+    from ._validate import Sources, validate_service
+
     old = load_spec(args.old)
     new = load_spec(args.new)
     problems: list[Problem] = []

@@ -11,14 +11,16 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._diff import DiffResult, diff_against_manifest, diff_images, write_qcow2_overlay
-from ._image import Image
-from ._manifest import BlockManifest, make_manifest
+# Every action opens images; the diff, manifest and writer modules are imported by the actions
+# that use them, so `cloudservice vhd info` starts without them.
 from ._open import FORMATS, open_image, open_vhd, verify_chain
-from ._writer import coalesce, write_raw
 from .errors import ImageUsageError, VhdError
+
+if TYPE_CHECKING:
+    from ._diff import DiffResult
+    from ._image import Image
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -113,6 +115,9 @@ def _verify(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _diff(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from ._diff import diff_against_manifest, diff_images
+    from ._manifest import BlockManifest
+
     with open_image(args.new, format=args.new_format) as new:
         if _is_manifest(args.parent):
             result = diff_against_manifest(
@@ -125,6 +130,8 @@ def _diff(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _apply(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from ._writer import write_raw
+
     with open_vhd(args.child, parent=args.parent) as child:
         written = write_raw(child, args.output)
         size = child.virtual_size
@@ -133,6 +140,8 @@ def _apply(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _merge(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from ._writer import coalesce
+
     with open_vhd(args.child, parent=args.parent) as child:
         size = coalesce(child, args.output, fixed=args.fixed)
     doc = {"output": args.output, "type": "fixed" if args.fixed else "dynamic", "file_size": size}
@@ -140,6 +149,8 @@ def _merge(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _to_qcow2(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from ._diff import write_qcow2_overlay
+
     with open_vhd(args.child, parent=args.parent) as child:
         result = write_qcow2_overlay(
             child, args.output, backing_file=args.backing_file, backing_format=args.backing_format
@@ -148,6 +159,8 @@ def _to_qcow2(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _manifest(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from ._manifest import make_manifest
+
     with open_image(args.file) as img:
         manifest = make_manifest(img)
     manifest.save(args.output)

@@ -7,9 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ._accel import detect_accelerator
-from ._host import DEFAULT_URI, Host
-from .errors import HypervisorError
+from ._host import DEFAULT_URI
 
 
 def register(subparsers: Any) -> None:
@@ -22,6 +20,10 @@ def register(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from ._accel import detect_accelerator
+    from ._host import Host
+    from .errors import HypervisorError
+
     try:
         with Host(args.uri) as host:
             version = host.version()
