@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,13 @@ from cloudservice.cli import main
 from cloudservice.vhd import coalesce, open_image
 from vhd_helpers import MIB, qemu_img, sha256_file
 
-CLI = "/work/main/.venv/bin/cloudservice"
+# The console script installed beside the interpreter that runs the tests (the virtualenv's).
+CLI = Path(sys.executable).parent / "cloudservice"
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    if not Path(CLI).exists():
-        pytest.fail(f"{CLI} missing: pip install -e /work/main into the venv")
+    if not CLI.exists():
+        pytest.fail(f"{CLI} missing: run `make setup` (pip install -e . into the virtualenv)")
     return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 

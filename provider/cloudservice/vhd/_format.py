@@ -2,7 +2,8 @@
 
 Parsing validates every field and raises an ``ImageFormatError`` that names the field, its
 value and its absolute byte offset; packing produces bytes with a correct checksum.
-See /work/shared/notes/VHD-NOTES.md for the layout tables this follows.
+The layouts follow Microsoft's "Virtual Hard Disk Image Format Specification" v1.0 (2006);
+docs/vhd.md lists the choices made where the specification and the tools differ.
 """
 
 from __future__ import annotations
