@@ -31,6 +31,24 @@ def pinned_pulumi_version() -> str:
     return match.group(1)
 
 
+# End-to-end tests (the `e2e` marker of pyproject.toml): those that drive the real Pulumi CLI
+# or boot a real guest. Marked here, not in each file: every test under tests/e2e (the CLI
+# against libvirtd), and the tests named in E2E_TESTS elsewhere (tests/testimage boots the
+# sample images; its other tests check the image builder and boot nothing).
+# `pytest -m e2e` runs these, `pytest -m "not e2e"` the rest.
+E2E_FOLDERS = (REPO / "tests" / "e2e",)
+E2E_TESTS = ("tests/testimage/test_boot.py::test_image_boots_and_serves",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        test = f"{path.relative_to(REPO).as_posix()}::{getattr(item, 'originalname', item.name)}"
+        if test in E2E_TESTS or any(path.is_relative_to(folder) for folder in E2E_FOLDERS):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def pulumi_cli() -> Path:
     """The pinned Pulumi CLI, set up by `make setup`."""
