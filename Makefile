@@ -66,6 +66,10 @@ destroy: setup
 test: setup
 	$(VENV)/bin/python -m pytest
 
+# Lint: ruff's rules, ruff's formatting (check only: `ruff format PATHS` fixes it), mypy.
+LINT_PATHS := provider components toolchain tests benchmarks
+
 lint: venv
-	$(VENV)/bin/ruff check provider components toolchain tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
