@@ -3,10 +3,10 @@
 Names on the host carry the stack name, so stacks (dev, staging, production) can share a host.
 Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
 
-    poolPath, cidr, networkMode     where the service lives on the host
+    poolPath                        where the service's disks live on the host
     serviceFile                     the service document (default sample/service.yaml)
     webImage, webInstances          the Web role's .vhd and instance count
-    manualUpgradeDomain             in manual upgrade mode, the last update domain to upgrade
+    manualUpdateDomain              in manual upgrade mode, the last update domain to upgrade
     healthTimeoutSeconds            how long a health gate waits for an instance
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pulumi
 from cloudservice.model import load_spec
 
-from components import CloudService, Network, StoragePool, Volume
+from components import CloudService, StoragePool
 
 config = pulumi.Config()
 stack = pulumi.get_stack()
@@ -26,14 +26,6 @@ pool = StoragePool(
     name=f"{prefix}-pool",
     path=config.get("poolPath") or f"/var/lib/cloudservice/pools/{stack}",
 )
-network = Network(
-    "network",
-    name=f"{prefix}-net",
-    cidr=config.get("cidr") or "10.213.0.0/24",
-    mode=config.get("networkMode") or "nat",
-)
-content = Path(config.get("content") or "sample/welcome.html").resolve()
-volume = Volume("content", pool=pool.name, name="welcome.html", source=str(content))
 
 service_file = Path(config.get("serviceFile") or "sample/service.yaml").resolve()
 spec = load_spec(service_file)
@@ -48,14 +40,10 @@ service = CloudService(
     base_dir=service_file.parent,
     images={"Web": str(Path(web_image).resolve())} if web_image else None,
     instance_counts={"Web": web_instances} if web_instances else None,
-    manual_upgrade_domain=config.get_int("manualUpgradeDomain"),
+    manual_update_domain=config.get_int("manualUpdateDomain"),
     health_timeout_seconds=config.get_float("healthTimeoutSeconds"),
 )
 
 pulumi.export("pool", pool.name)
-pulumi.export("network", network.name)
-pulumi.export("bridge", network.bridge)
-pulumi.export("volumePath", volume.path)
-pulumi.export("volumeSha256", volume.source_sha256)
 pulumi.export("instances", service.instances)
 pulumi.export("imageChains", service.image_chains)

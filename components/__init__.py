@@ -1,6 +1,6 @@
 """What a Pulumi program uses: the provider's resources as typed classes, and components.
 
-    from components import CloudService, Network, StoragePool, VmRole, Volume
+from components import CloudService, Network, StoragePool, VmRole, Volume
 """
 
 from .cloud_service import CloudService

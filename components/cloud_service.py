@@ -77,7 +77,7 @@ class CloudService(pulumi.ComponentResource):
         base_dir: Path,
         images: Mapping[str, str] | None = None,
         instance_counts: Mapping[str, int] | None = None,
-        manual_upgrade_domain: int | None = None,
+        manual_update_domain: int | None = None,
         health_timeout_seconds: float | None = None,
         max_chain_depth: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -102,7 +102,7 @@ class CloudService(pulumi.ComponentResource):
                 continue
             image = Path(images.get(role.name, ""))
             optional = {
-                "manual_upgrade_domain": manual_upgrade_domain,
+                "manual_update_domain": manual_update_domain,
                 "health_timeout_seconds": health_timeout_seconds,
                 "max_chain_depth": max_chain_depth,
                 "probe": _probe(spec.definition, role),
@@ -114,7 +114,7 @@ class CloudService(pulumi.ComponentResource):
                 image=str(image if image.is_absolute() else (base_dir / image).resolve()),
                 instance_count=counts[role.name],
                 vm_size=role.vm_size,
-                update_domain_count=spec.definition.upgrade_domain_count,
+                update_domain_count=spec.definition.update_domain_count,
                 upgrade_mode=spec.configuration.upgrade_mode,
                 endpoints=_endpoints(role),
                 **{key: value for key, value in optional.items() if value is not None},

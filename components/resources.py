@@ -10,17 +10,18 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pulumi
+from cloudservice.model import Model
 from cloudservice.resources import (
-    Model,
     NetworkArgs,
     NetworkState,
     StoragePoolArgs,
     StoragePoolState,
+    VmRoleArgs,
+    VmRoleState,
     VolumeArgs,
     VolumeState,
+    wire_names,
 )
-from cloudservice.resources._base import wire_names
-from cloudservice.resources.vm_role import VmRoleArgs, VmRoleState
 
 
 class _ProviderResource(pulumi.CustomResource):

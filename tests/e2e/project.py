@@ -18,15 +18,23 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".cache" / "bin"
 
 
-def make_project(work: Path) -> Path:
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+def make_project(work: Path, program: str | None = None, checkout: Path = REPO) -> Path:
+    """A copy of the repository's program, or of the test program `programs/<program>/`,
+    run with the provider and virtualenv of `checkout` (another clone, for benchmarks)."""
     work.mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
-    settings["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
-    settings["plugins"]["providers"][0]["path"] = str(REPO / "provider")
+    settings["runtime"]["options"]["virtualenv"] = str(checkout / ".venv")
+    settings["plugins"]["providers"][0]["path"] = str(checkout / "provider")
     (work / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
     (work / "stacks").mkdir(exist_ok=True)
-    shutil.copy(REPO / "__main__.py", work)
-    shutil.copytree(REPO / "sample", work / "sample", dirs_exist_ok=True)
+    if program is None:
+        shutil.copy(REPO / "__main__.py", work)
+        shutil.copytree(REPO / "sample", work / "sample", dirs_exist_ok=True)
+    else:
+        shutil.copytree(PROGRAMS / program, work, dirs_exist_ok=True)
     return work
 
 

@@ -1,4 +1,7 @@
-"""The dev stack's program end to end: real CLI, real language host and plugin, real libvirtd."""
+"""The generic libvirt objects end to end: real CLI, real language host and plugin, real libvirtd.
+
+The program is `programs/libvirt_objects/`: a pool, a network and a volume of a file's bytes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,13 @@ import pytest
 from cloudservice.virt import Host
 from pulumi import automation as auto
 from pulumi.automation import OpType
+
+from .project import make_project
+
+
+@pytest.fixture
+def project(tmp_path: Path, pulumi_cli: Path, libvirt_uri: str) -> Path:
+    return make_project(tmp_path / "project", program="libvirt_objects")
 
 
 def _volume_bytes(host: Host, pool: str, name: str) -> bytes:
@@ -22,14 +32,14 @@ def _resource_types(stack: auto.Stack) -> list[str]:
 
 
 def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path: Path) -> None:
-    page = project / "sample" / "welcome.html"
+    page = project / "welcome.html"
 
     preview = stack.preview()
-    # The stack, a pool, a network, a volume, the CloudService component and its VmRole.
-    assert preview.change_summary == {OpType.CREATE: 6}
+    # The stack, a pool, a network and a volume.
+    assert preview.change_summary == {OpType.CREATE: 4}
 
     up = stack.up()
-    assert up.summary.resource_changes == {"create": 6}
+    assert up.summary.resource_changes == {"create": 4}
     pool, network = up.outputs["pool"].value, up.outputs["network"].value
     pool_info = host.pool(pool)
     assert pool_info is not None and pool_info.active
@@ -38,7 +48,7 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     assert network_info is not None and network_info.active
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
 
-    assert stack.up().summary.resource_changes == {"same": 6}
+    assert stack.up().summary.resource_changes == {"same": 4}
 
     # New content in the same file: an in-place update, shown property by property.
     page.write_text("<h1>second release</h1>\n")
@@ -46,7 +56,7 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     assert preview.change_summary[OpType.UPDATE] == 1
     assert OpType.REPLACE not in preview.change_summary
     assert "~ sourceSha256" in preview.stdout
-    assert stack.up().summary.resource_changes == {"same": 5, "update": 1}
+    assert stack.up().summary.resource_changes == {"same": 3, "update": 1}
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
 
     # A new subnet: the network is replaced, and the diff says why.
@@ -62,9 +72,9 @@ def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path:
     # Deleted behind Pulumi's back: refresh notices, the next up puts it back.
     host.delete_volume(pool, "welcome.html")
     refresh = stack.refresh()
-    assert refresh.summary.resource_changes == {"same": 5, "delete": 1}
+    assert refresh.summary.resource_changes == {"same": 3, "delete": 1}
     assert "cloudservice:index:Volume" not in _resource_types(stack)
-    assert stack.up().summary.resource_changes == {"same": 5, "create": 1}
+    assert stack.up().summary.resource_changes == {"same": 3, "create": 1}
     assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
 
     stack.destroy()

@@ -111,7 +111,7 @@ def test_every_element_file_has_a_bom_crlf_and_comments() -> None:
 def test_every_element_definition() -> None:
     spec = import_azure(CSDEF, CSCFG).spec
     definition = spec.definition
-    assert (definition.name, definition.upgrade_domain_count) == ("Contoso", 3)
+    assert (definition.name, definition.update_domain_count) == ("Contoso", 3)
     assert definition.topology_change_discovery == "UpgradeDomainWalk"
     assert [p.name for p in definition.load_balancer_probes] == ["FrontProbe", "TcpProbe"]
     probe = definition.load_balancer_probes[0]

@@ -62,7 +62,7 @@ def test_definition_defaults_follow_azure() -> None:
     definition = ServiceDefinition.model_validate(
         {"name": "s", "roles": [{"name": "r", "kind": "worker", "localStorage": [{"name": "x"}]}]}
     )
-    assert definition.upgrade_domain_count == 5
+    assert definition.update_domain_count == 5
     storage = definition.roles[0].local_storage[0]
     assert (storage.size_mb, storage.clean_on_role_recycle) == (100, True)
     probe = LoadBalancerProbe(name="p", protocol="tcp")

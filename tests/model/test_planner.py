@@ -225,11 +225,11 @@ def test_replace_subsumes_other_changes() -> None:
     assert "package changed" in web.reasons
 
 
-def test_upgrade_domain_count_change_replaces_every_role() -> None:
+def test_update_domain_count_change_replaces_every_role() -> None:
     # [not supported: "Changing of the Upgrade Domain count."]
-    plan = _plan(lambda d: d["definition"].update(upgradeDomainCount=10))
+    plan = _plan(lambda d: d["definition"].update(updateDomainCount=10))
     assert [p.actions for p in plan.roles] == [[A.REPLACE], [A.REPLACE]]
-    assert "upgrade domain count 5 -> 10" in plan.roles[0].reasons[0]
+    assert "update domain count 5 -> 10" in plan.roles[0].reasons[0]
 
 
 def test_renamed_role_is_removed_and_added() -> None:

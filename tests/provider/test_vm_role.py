@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudservice.fabric import Layer
 from cloudservice.resources.provider import CloudServiceProvider
-from cloudservice.resources.vm_role import LayerState
 from pulumi.provider.experimental.provider import PropertyDiffKind
 
 from .conftest import Driver
@@ -85,5 +85,5 @@ def test_a_qcow2_layer_must_name_its_backing() -> None:
              "imageSha256": "0" * 64, "uniqueId": None, "virtualSize": 1, "uploadedBytes": 1,
              "blocksChanged": 1}  # fmt: skip
     with pytest.raises(ValueError, match="a qcow2 layer, and only one, has a backing"):
-        LayerState.model_validate(layer)
-    assert LayerState.model_validate({**layer, "backing": "r-l0.vhd"}).backing == "r-l0.vhd"
+        Layer.model_validate(layer)
+    assert Layer.model_validate({**layer, "backing": "r-l0.vhd"}).backing == "r-l0.vhd"

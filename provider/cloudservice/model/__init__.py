@@ -14,6 +14,7 @@ from ._azure import (
     parse_cscfg,
     parse_csdef,
 )
+from ._base import Model
 from ._configuration import (
     MASK,
     CertificateReference,
@@ -54,6 +55,7 @@ from ._package import (
     read_package,
 )
 from ._planner import RoleAction, RolePlan, ServicePlan, plan_update
+from ._rules import ROLE_RULES, ChangeKind, ChangeRule, change_kind, properties_of_kind
 from ._spec import API_VERSION, RoleArtifacts, ServiceSpec, dump_spec, load_spec
 from ._validate import Sources, check_service, validate_service
 from ._vmsizes import VM_SIZES, LibvirtResources, VmSize, lookup_vm_size
@@ -71,6 +73,12 @@ from .errors import (
 )
 
 __all__ = [
+    "ROLE_RULES",
+    "ChangeKind",
+    "ChangeRule",
+    "change_kind",
+    "properties_of_kind",
+    "Model",
     "API_VERSION",
     "CSCFG_NAMESPACE",
     "CSDEF_NAMESPACE",

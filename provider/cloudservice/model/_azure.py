@@ -174,7 +174,7 @@ class _CsdefReader(_Reader):
         service: dict[str, Any] = _attrs(
             root,
             name="name",
-            upgradeDomainCount="upgradeDomainCount",
+            upgradeDomainCount="upgradeDomainCount",  # Azure's name; the model accepts it
             topologyChangeDiscovery="topologyChangeDiscovery",
         )
         service["roles"] = roles = []
@@ -555,7 +555,7 @@ def export_csdef(definition: ServiceDefinition) -> bytes:
             key: str(value)
             for key, value in (
                 ("name", definition.name),
-                ("upgradeDomainCount", definition.upgrade_domain_count),
+                ("upgradeDomainCount", definition.update_domain_count),
                 ("topologyChangeDiscovery", definition.topology_change_discovery),
             )
             if value is not None

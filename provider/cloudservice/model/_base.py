@@ -27,6 +27,10 @@ class Model(BaseModel):
         use_enum_values=False,
     )
 
+    def wire(self) -> dict[str, Any]:
+        """The camelCase JSON form: what the Pulumi protocol carries and state stores."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
 
 def format_location(loc: Sequence[int | str], data: Any) -> str:
     """Render a pydantic ``loc`` as ``roles[WebRole1].inputEndpoints[HttpIn].port``.

@@ -39,7 +39,7 @@ SettingValue = str | SecretStr  # str first: pydantic would otherwise take any s
 
 
 class UpgradeMode(StrEnum):
-    """How upgrades walk the upgrade domains (Azure's Upgrade Deployment ``Mode``)."""
+    """How an upgrade walks the update domains (Azure's Upgrade Deployment ``Mode``)."""
 
     AUTO = "auto"
     MANUAL = "manual"
@@ -128,7 +128,7 @@ class ServiceConfiguration(Model):
     )
     upgrade_mode: UpgradeMode = Field(
         default=UpgradeMode.AUTO,
-        description="auto (walk upgrade domains), manual (one domain per request) or "
+        description="auto (walk update domains), manual (one domain per request) or "
         "simultaneous (all at once, with downtime).",
     )
     roles: list[RoleConfiguration] = Field(min_length=1, description="One entry per role.")

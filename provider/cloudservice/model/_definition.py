@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from ._base import Model, Name, Port
 
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 MAX_ROLES = 25  # "It can contain up to 25 roles" (csdef schema)
-MAX_UPGRADE_DOMAINS = 20  # "The max number of upgrade domains is 20 and the default is 5"
+MAX_UPDATE_DOMAINS = 20  # "The max number of upgrade domains is 20 and the default is 5"
 
 
 class RoleKind(StrEnum):
@@ -247,11 +247,16 @@ class ServiceDefinition(Model):
     """The roles of a service and what they expose (Azure's ServiceDefinition.csdef)."""
 
     name: Name = Field(description="Service name; the configuration must use the same name.")
-    upgrade_domain_count: int = Field(
+    update_domain_count: int = Field(
         default=5,
         ge=1,
-        le=MAX_UPGRADE_DOMAINS,
-        description="Upgrade domains instances are spread across (default 5, at most 20).",
+        le=MAX_UPDATE_DOMAINS,
+        # Azure's .csdef attribute says "upgrade"; its documentation says "update domain".
+        validation_alias=AliasChoices(
+            "updateDomainCount", "update_domain_count", "upgradeDomainCount"
+        ),
+        description="Update domains instances are spread across (default 5, at most 20). "
+        "Azure's upgradeDomainCount is accepted too.",
     )
     topology_change_discovery: Literal["Blast", "UpgradeDomainWalk"] | None = Field(
         default=None, description="How instances learn of topology changes."

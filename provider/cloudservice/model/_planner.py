@@ -7,7 +7,7 @@ articles/cloud-services/cloud-services-update-azure-service.md). Quoted rows are
 [table: ...]; the list of changes "not supported during an update" as [not supported: ...].
 
 Anything in the definition (our .csdef) ships with a new package in Azure, and Azure applies
-it with an in-place upgrade walking the upgrade domains: here a rolling upgrade. Changes to
+it with an in-place upgrade walking the update domains: here a rolling upgrade. Changes to
 the configuration alone (.cscfg values and thumbprints) are applied in place without new code.
 """
 
@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr
 from ._base import Model
 from ._configuration import RoleConfiguration, ServiceConfiguration, UpgradeMode, reveal
 from ._definition import RoleDefinition, RoleKind
+from ._rules import ROLE_RULES, ChangeKind
 from ._spec import RoleArtifacts, ServiceSpec
 
 __all__ = ["RoleAction", "RolePlan", "ServicePlan", "plan_update"]
@@ -76,7 +77,7 @@ class ServicePlan(Model):
     """The plan for a whole service: one RolePlan per role in either version."""
 
     service: str = Field(description="Service name (the new one).")
-    upgrade_mode: UpgradeMode = Field(description="How upgrades walk upgrade domains.")
+    upgrade_mode: UpgradeMode = Field(description="How upgrades walk update domains.")
     roles: list[RolePlan] = Field(description="Per-role plans: old roles first, then added ones.")
     notes: list[str] = Field(
         default_factory=list, description="Service-wide changes that need no role action."
@@ -99,6 +100,17 @@ class _Findings:
         self.upgrade: list[str] = []
         self.config: list[str] = []
         self.warnings: list[str] = []
+
+    def add(self, prop: str, reason: str) -> None:
+        """A change of a role property, filed where its rule in `ROLE_RULES` says."""
+        kind = ROLE_RULES[prop].kind
+        if kind is ChangeKind.REPLACE:
+            self.replace.append(reason)
+        elif kind is ChangeKind.ROLLING_UPGRADE:
+            self.upgrade.append(reason)
+        elif kind is ChangeKind.IN_PLACE:
+            self.config.append(reason)
+        # SCALE: counted from the instance numbers, not listed as a reason
 
 
 class _Named(Protocol):
@@ -149,7 +161,6 @@ def plan_update(
         {**old.artifacts, **(old_artifacts or {})},
         {**new.artifacts, **(new_artifacts or {})},
     )
-    service_replace = _service_replace_reasons(old, new)
     plans = []
     for role in old.definition.roles:
         new_role = new.definition.role(role.name)
@@ -157,7 +168,7 @@ def plan_update(
             plans.append(_removed(role, old, new))
             continue
         findings = _Findings()
-        findings.replace.extend(service_replace)
+        _compare_service(old, new, findings)
         _compare_role(role, new_role, findings)
         _compare_os(old.configuration, new.configuration, new_role, findings)
         _compare_probes(old, new, new_role, findings)
@@ -183,18 +194,16 @@ def plan_update(
     )
 
 
-def _service_replace_reasons(old: ServiceSpec, new: ServiceSpec) -> list[str]:
-    reasons = []
+def _compare_service(old: ServiceSpec, new: ServiceSpec, found: _Findings) -> None:
     if old.definition.name != new.definition.name:
         # The service name is the service's identity: a new name is a new service.
-        reasons.append(f"service renamed {old.definition.name} -> {new.definition.name}")
-    if old.definition.upgrade_domain_count != new.definition.upgrade_domain_count:
-        # [not supported: "Changing of the Upgrade Domain count."]
-        reasons.append(
-            f"upgrade domain count {old.definition.upgrade_domain_count} -> "
-            f"{new.definition.upgrade_domain_count} cannot change during an update"
+        found.replace.append(f"service renamed {old.definition.name} -> {new.definition.name}")
+    if old.definition.update_domain_count != new.definition.update_domain_count:
+        found.add(
+            "updateDomainCount",
+            f"update domain count {old.definition.update_domain_count} -> "
+            f"{new.definition.update_domain_count} cannot change during an update",
         )
-    return reasons
 
 
 def _compare_role(old: RoleDefinition, new: RoleDefinition, found: _Findings) -> None:
@@ -203,17 +212,18 @@ def _compare_role(old: RoleDefinition, new: RoleDefinition, found: _Findings) ->
         # ([not supported: "Changing the name of a role. Remove and then add ..."]).
         found.replace.append(f"kind {old.kind.value} -> {new.kind.value}")
     if old.vm_size != new.vm_size:
-        # [table: "Virtual machine size" - in-place: Yes] with the warning that follows it.
-        found.upgrade.append(f"vmSize {old.vm_size} -> {new.vm_size}")
+        # The table's warning follows it: local data goes with the old size.
+        found.add("vmSize", f"vmSize {old.vm_size} -> {new.vm_size}")
         found.warnings.append("changing the VM size destroys the instances' local data")
     _compare_local_storage(old, new, found)
-    # [table: "Number or type of endpoints for a service" - in-place: Yes]
     endpoints = [
         _describe("input endpoints", old.input_endpoints, new.input_endpoints),
         _describe("internal endpoints", old.internal_endpoints, new.internal_endpoints),
     ]
     if any(endpoints):
-        found.upgrade.extend(reason for reason in endpoints if reason)
+        for reason in endpoints:
+            if reason:
+                found.add("endpoints", reason)
         found.warnings.append("availability may be lost while endpoints are updated")
     # [table: "Names and values of configuration settings", "Add new certificates",
     # "Deploy new code" - in-place: Yes]; they come with a new package, hence an upgrade.
@@ -270,7 +280,7 @@ def _compare_probes(
     used = {e.load_balancer_probe for e in role.input_endpoints if e.load_balancer_probe}
     changed = sorted(name for name in used if before.get(name) != after.get(name))
     if changed:
-        found.upgrade.append(f"load balancer probes changed: {', '.join(changed)}")
+        found.add("probe", f"load balancer probes changed: {', '.join(changed)}")
 
 
 def _compare_artifacts(old: RoleArtifacts, new: RoleArtifacts, found: _Findings) -> None:
@@ -280,7 +290,7 @@ def _compare_artifacts(old: RoleArtifacts, new: RoleArtifacts, found: _Findings)
     elif old.package != new.package and new.package_digest is None:
         found.upgrade.append("package reference changed")
     if old.image != new.image:
-        found.upgrade.append("disk image changed")
+        found.add("image", "disk image changed")
 
 
 def _compare_values(old: RoleConfiguration, new: RoleConfiguration, found: _Findings) -> None:

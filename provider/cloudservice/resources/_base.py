@@ -13,25 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
+from ..model import Model
 from ..virt import Host
 
 _REPLACE = "replaceOnChanges"
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        populate_by_name=True,
-        alias_generator=AliasGenerator(alias=to_camel),
-        frozen=True,
-    )
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def replace_on_changes() -> dict[str, Any]:
@@ -96,6 +84,11 @@ class Resource(ABC, Generic[ArgsT, StateT]):
     def __init__(self, connect: Callable[[], Host]) -> None:
         self.connect = connect
 
+    @classmethod
+    def replace_properties(cls) -> set[str]:
+        """Wire names of the inputs whose change replaces the resource."""
+        return replace_fields(cls.args_model)
+
     def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         """Validate inputs: (inputs to store, [(property, reason)]). Bad input never raises.
 
@@ -117,7 +110,7 @@ class Resource(ABC, Generic[ArgsT, StateT]):
         ignore: set[str],
     ) -> Changes:
         """Compare Args fields only: those are what the user controls."""
-        replace = replace_fields(self.args_model)
+        replace = self.replace_properties()
         changes = Changes()
         for wire_name in wire_names(self.args_model).values():
             if wire_name in ignore:

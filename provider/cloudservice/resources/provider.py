@@ -6,6 +6,7 @@ and hands typed values to the resource. In previews nothing on the host changes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import partial
 from typing import Any
@@ -84,7 +85,28 @@ class CloudServiceProvider(Provider):
         )
         return ConfigureResponse(accept_secrets=True, supports_preview=True)
 
+    # The engine runs independent resources in parallel: every call that can block (libvirt,
+    # disk, uploads, health gates) runs in a worker thread, so the event loop keeps serving.
+
     async def check(self, request: CheckRequest) -> CheckResponse:
+        return await asyncio.to_thread(self._check, request)
+
+    async def diff(self, request: DiffRequest) -> DiffResponse:
+        return await asyncio.to_thread(self._diff, request)
+
+    async def create(self, request: CreateRequest) -> CreateResponse:
+        return await asyncio.to_thread(self._create, request)
+
+    async def read(self, request: ReadRequest) -> ReadResponse:
+        return await asyncio.to_thread(self._read, request)
+
+    async def update(self, request: UpdateRequest) -> UpdateResponse:
+        return await asyncio.to_thread(self._update, request)
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await asyncio.to_thread(self._delete, request)
+
+    def _check(self, request: CheckRequest) -> CheckResponse:
         resource = self._resource(request.type)
         news = _wire.decode(request.new_inputs)
         inputs, failures = resource.check(news.values, news.unknown)
@@ -93,7 +115,7 @@ class CloudServiceProvider(Provider):
             failures=[CheckFailure(prop, reason) for prop, reason in failures],
         )
 
-    async def diff(self, request: DiffRequest) -> DiffResponse:
+    def _diff(self, request: DiffRequest) -> DiffResponse:
         resource = self._resource(request.type)
         olds = _wire.decode(request.old_state)
         news = _wire.decode(request.new_inputs)
@@ -113,7 +135,7 @@ class CloudServiceProvider(Provider):
             },
         )
 
-    async def create(self, request: CreateRequest) -> CreateResponse:
+    def _create(self, request: CreateRequest) -> CreateResponse:
         resource = self._resource(request.type)
         inputs = _wire.decode(request.properties)
         outputs = _output_names(resource)
@@ -132,7 +154,7 @@ class CloudServiceProvider(Provider):
             raise _partial(resource, resource.preview_id(args), failure, inputs.secret) from None
         return CreateResponse(resource_id, _wire.encode(state.wire(), inputs.secret))
 
-    async def read(self, request: ReadRequest) -> ReadResponse:
+    def _read(self, request: ReadRequest) -> ReadResponse:
         resource = self._resource(request.type)
         current = _wire.decode(request.properties)
         state = resource.state_model.model_validate(current.values)
@@ -149,7 +171,7 @@ class CloudServiceProvider(Provider):
             ),
         )
 
-    async def update(self, request: UpdateRequest) -> UpdateResponse:
+    def _update(self, request: UpdateRequest) -> UpdateResponse:
         resource = self._resource(request.type)
         olds = _wire.decode(request.olds)
         news = _wire.decode(request.news)
@@ -173,7 +195,7 @@ class CloudServiceProvider(Provider):
             raise _partial(resource, request.resource_id, failure, news.secret) from None
         return UpdateResponse(_wire.encode(state.wire(), news.secret))
 
-    async def delete(self, request: DeleteRequest) -> None:
+    def _delete(self, request: DeleteRequest) -> None:
         resource = self._resource(request.type)
         state = resource.state_model.model_validate(_wire.decode(request.properties).values)
         resource.delete(request.resource_id, state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._base import Model, Resource, replace_fields
+from ._base import Model, Resource
 
 PACKAGE = "cloudservice"
 VERSION = "0.1.0"
@@ -22,15 +22,18 @@ _PROVIDER_CONFIG = {
 }
 
 
-def _property(schema: dict[str, Any]) -> dict[str, Any]:
+def _property(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
     option = options[0] if options else {}
+    if "$ref" in option:  # a nested model ("object") or an enum, defined under $defs
+        target = defs[option["$ref"].rsplit("/", 1)[-1]]
+        option = target if "enum" in target else {}
     kind = option.get("type") or ("string" if "enum" in option or "const" in option else "object")
     prop: dict[str, Any] = {"type": kind}
     if kind == "array":
-        prop["items"] = _property(option.get("items", {}))
+        prop["items"] = _property(option.get("items", {}), defs)
     if kind == "object" and "additionalProperties" in option:
-        prop["additionalProperties"] = _property(option["additionalProperties"])
+        prop["additionalProperties"] = _property(option["additionalProperties"], defs)
     allowed = option.get("enum")
     description = schema.get("description", "")
     if allowed:
@@ -44,15 +47,15 @@ def _property(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _properties(model: type[Model]) -> tuple[dict[str, Any], list[str]]:
     json_schema = model.model_json_schema(by_alias=True)
-    props = {name: _property(spec) for name, spec in json_schema["properties"].items()}
+    defs = json_schema.get("$defs", {})
+    props = {name: _property(spec, defs) for name, spec in json_schema["properties"].items()}
     return props, sorted(json_schema.get("required", []))
 
 
 def resource_schema(resource: type[Resource[Any, Any]]) -> dict[str, Any]:
     inputs, required_inputs = _properties(resource.args_model)
     outputs, _ = _properties(resource.state_model)
-    replace = replace_fields(resource.args_model)
-    for name in replace:
+    for name in resource.replace_properties():
         inputs[name]["replaceOnChanges"] = True
     return {
         "description": resource.description,

@@ -19,13 +19,20 @@ from pulumi.provider.experimental.property_value import PropertyValue
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc, status_pb2
 from pydantic import ValidationError
 
+from ..fabric import FabricError
 from ..model import ModelError
 from ..vhd import VhdError
 from ..virt import HypervisorError
 from .provider import CloudServiceProvider, PartialUpdate
 from .schema import VERSION
 
-USER_ERRORS: tuple[type[Exception], ...] = (HypervisorError, VhdError, ModelError, ValidationError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    HypervisorError,
+    VhdError,
+    ModelError,
+    FabricError,
+    ValidationError,
+)
 
 
 def _find(exc: BaseException | None, kinds: Any) -> Any:

@@ -67,6 +67,19 @@ class DomainInfo:
     metadata: dict[str, str]
 
 
+def _refresh(pool: libvirt.virStoragePool) -> None:
+    """Re-read the pool's directory, to see files changed behind libvirt's back.
+
+    libvirt refuses while a volume of the pool streams (another role's upload, in parallel);
+    its own view of the pool is current then, since it made every change it is streaming.
+    """
+    try:
+        pool.refresh(0)
+    except libvirt.libvirtError as exc:
+        if "asynchronous jobs running" not in (exc.get_error_message() or ""):
+            raise
+
+
 def _silence_libvirt_stderr() -> None:
     # libvirt prints every error to stderr by default; we raise them instead.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -159,7 +172,7 @@ class Host:
         with libvirt_errors(f"storage pool {name!r}"):
             if not pool.isActive():
                 pool.create(0)
-            pool.refresh(0)
+            _refresh(pool)
 
     @staticmethod
     def _pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
@@ -244,7 +257,7 @@ class Host:
         with libvirt_errors(f"storage pool {name!r}"):
             if not pool.isActive():
                 raise OperationFailed(f"storage pool {name!r} is not running: start it first")
-            pool.refresh(0)
+            _refresh(pool)
         return pool
 
     def _lookup_volume(self, pool_name: str, name: str) -> libvirt.virStorageVol:

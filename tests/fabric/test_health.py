@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from cloudservice.virt._health import Probe, free_loopback_port, probe_once, wait_healthy
+from cloudservice.fabric import Probe, free_loopback_port, probe_once, wait_healthy
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

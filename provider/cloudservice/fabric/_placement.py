@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
-UpgradeMode = Literal["auto", "manual", "simultaneous"]
+from ..model import UpgradeMode
 
 
 def update_domain_of(index: int, domain_count: int) -> int:
@@ -39,9 +38,9 @@ def rollout_waves(
     for name, domain in placements:
         by_domain.setdefault(domain, []).append(name)
     domains = sorted(by_domain)
-    if mode == "manual":
+    if mode == UpgradeMode.MANUAL:
         domains = [d for d in domains if manual_limit is not None and d <= manual_limit]
     waves = [Wave((d,), tuple(by_domain[d])) for d in domains]
-    if mode == "simultaneous" and waves:
+    if mode == UpgradeMode.SIMULTANEOUS and waves:
         return [Wave(tuple(domains), tuple(n for w in waves for n in w.instances))]
     return waves

@@ -8,16 +8,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 import requests
+from pydantic import Field
+
+from ..model import Model
 
 
-@dataclass(frozen=True)
-class Probe:
-    """What the load balancer would ask: an HTTP GET of `path`, or a TCP connect."""
+class Probe(Model):
+    """What the load balancer asks an instance: an HTTP GET of `path`, or a TCP connect."""
 
-    protocol: Literal["http", "tcp"] = "http"
-    path: str = "/"
-    interval_seconds: float = 2.0
-    timeout_seconds: float = 5.0
+    protocol: Literal["http", "tcp"] = Field(default="http", description="http or tcp.")
+    path: str = Field(default="/", description="Path of an http probe; 200 means healthy.")
+    port: int | None = Field(default=None, description="Guest port; default the first endpoint's.")
+    interval_seconds: float = Field(default=2.0, gt=0, description="Seconds between probes.")
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Seconds one probe may take.")
 
 
 @dataclass(frozen=True)

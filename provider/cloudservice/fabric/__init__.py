@@ -1,0 +1,43 @@
+"""The fabric: what Azure's fabric controller does for any role kind, on libvirt hosts.
+
+It places instances in update domains, starts and reimages them, rolls a change out update
+domain by update domain behind health gates, stops where a gate fails and reports how far it
+got, and scales. The VM role's image chain lives in `_layers`. Never imports pulumi: the
+provider's resources are thin handlers over this package.
+
+    model, vhd, virt  ->  fabric  ->  resources  ->  components
+"""
+
+from ._health import Probe, ProbeAnswer, free_loopback_port, probe_once, wait_healthy
+from ._instances import Endpoint, Instance, InstanceTemplate
+from ._layers import Layer, file_sha256
+from ._placement import Wave, rollout_waves, update_domain_of
+from ._rollout import HealthGate, Progress, roll, scale
+from .errors import FabricError, GateFailed, RolloutStopped
+from .vm_role import VmRole, VmRoleDeployment, VmRoleSpec
+
+__all__ = [
+    "Endpoint",
+    "FabricError",
+    "GateFailed",
+    "HealthGate",
+    "Instance",
+    "InstanceTemplate",
+    "Layer",
+    "Probe",
+    "ProbeAnswer",
+    "Progress",
+    "RolloutStopped",
+    "VmRole",
+    "VmRoleDeployment",
+    "VmRoleSpec",
+    "Wave",
+    "file_sha256",
+    "free_loopback_port",
+    "probe_once",
+    "roll",
+    "rollout_waves",
+    "scale",
+    "update_domain_of",
+    "wait_healthy",
+]

@@ -1,0 +1,120 @@
+"""Rollouts and scaling behind health gates, for any role kind.
+
+A role kind says how to (re)start one instance; this module decides which instances move,
+in which order (update domain by update domain, `_placement.rollout_waves`), waits for each
+wave's health gate, and on a failed gate stops where it is, reporting what moved so that the
+caller records the truth and the next run carries on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..model import UpgradeMode
+from ._health import Probe, wait_healthy
+from ._instances import Endpoint, Instance, instance_index, sorted_instances
+from ._placement import rollout_waves
+from .errors import GateFailed, RolloutStopped
+
+
+@dataclass(frozen=True)
+class HealthGate:
+    """Wait for instances to answer the role's probe, each within `deadline_seconds`."""
+
+    probe: Probe
+    endpoint: str  # whose forwarded port the probe targets
+    deadline_seconds: float
+
+    @classmethod
+    def for_role(
+        cls, endpoints: Sequence[Endpoint], probe: Probe | None, deadline_seconds: float
+    ) -> HealthGate:
+        """The role's probe, else GET / (or a connect) on its first input endpoint."""
+        probe = probe or Probe(protocol=endpoints[0].protocol)
+        port = probe.port or endpoints[0].port
+        endpoint = next((e.name for e in endpoints if e.port == port), endpoints[0].name)
+        return cls(probe, endpoint, deadline_seconds)
+
+    def wait(self, instances: Sequence[Instance]) -> list[Instance]:
+        """The instances with their boot-to-healthy time, or GateFailed for the first that
+        does not answer."""
+        healthy = []
+        for instance in instances:
+            port = instance.ports[self.endpoint]
+            answer = wait_healthy(instance.address, port, self.probe, self.deadline_seconds)
+            if not answer.healthy:
+                target = f"{self.probe.protocol} {instance.address}:{port}{self.probe.path}"
+                raise GateFailed(
+                    f"instance {instance.name} (update domain {instance.update_domain}) failed "
+                    f"its health probe {target} for {self.deadline_seconds:.0f} s; last answer: "
+                    f"{answer.answer}"
+                )
+            seconds = round(time.time() - instance.started_at, 1)
+            healthy.append(instance.model_copy(update={"healthy_after_seconds": seconds}))
+        return healthy
+
+
+@dataclass
+class Progress:
+    """Where a rollout got to: every instance as it is now, and the update domains moved."""
+
+    instances: list[Instance]
+    update_domains: list[int] = field(default_factory=list)
+    complete: bool = True
+
+
+def roll(
+    instances: Sequence[Instance],
+    outdated: Callable[[Instance], bool],
+    restart: Callable[[Instance], Instance],
+    gate: HealthGate,
+    mode: UpgradeMode,
+    manual_limit: int | None = None,
+) -> Progress:
+    """Restart the outdated instances one wave (update domain) at a time, each behind the gate.
+
+    Raises RolloutStopped with the Progress so far when a gate fails.
+    """
+    current = {i.name: i for i in instances}
+    waves = rollout_waves(
+        [(i.name, i.update_domain) for i in instances if outdated(i)], mode, manual_limit
+    )
+    progress = Progress(sorted_instances(current.values()))
+    for wave in waves:
+        moved = [restart(current[name]) for name in wave.instances]
+        current.update({i.name: i for i in moved})
+        progress.update_domains.extend(wave.update_domains)
+        try:
+            current.update({i.name: i for i in gate.wait(moved)})
+        except GateFailed as exc:
+            progress.instances, progress.complete = sorted_instances(current.values()), False
+            raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc
+    progress.instances = sorted_instances(current.values())
+    progress.complete = not any(outdated(i) for i in progress.instances)
+    return progress
+
+
+def scale(
+    instances: Sequence[Instance],
+    count: int,
+    start: Callable[[int], Instance],
+    drop: Callable[[Instance], None],
+    gate: HealthGate,
+) -> tuple[list[Instance], bool]:
+    """Instances 0..count-1: missing ones started (behind the gate), those past it dropped.
+
+    Returns (instances, whether any was started or dropped). Raises RolloutStopped with the
+    instances as they are when a new instance fails its gate.
+    """
+    kept = {instance_index(i.name): i for i in instances}
+    dropped = [kept.pop(index) for index in sorted(kept) if index >= count]
+    for instance in dropped:
+        drop(instance)
+    started = [start(index) for index in range(count) if index not in kept]
+    try:
+        healthy = gate.wait(started)
+    except GateFailed as exc:
+        raise RolloutStopped(str(exc), sorted_instances([*kept.values(), *started])) from exc
+    return sorted_instances([*kept.values(), *healthy]), bool(started or dropped)

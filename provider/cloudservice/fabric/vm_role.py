@@ -1,0 +1,279 @@
+"""A VM Role on the fabric: a whole `.vhd` run as it is, on instances over update domains.
+
+On the host a role is an image chain (`_layers.ImageChain`) plus instances (`<role>-<i>`, each
+on its own scratch overlay of a layer, in update domain i mod updateDomainCount). A new release
+or new instance settings roll out one update domain at a time behind health gates
+(`_rollout`); a failed gate stops the rollout and raises RolloutStopped carrying the deployment
+as it is, and the next change carries on, or rolls back when given the previous image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from ..model import ChangeKind, Model, UpgradeMode, properties_of_kind
+from ..virt import Host
+from ._health import Probe
+from ._instances import (
+    Endpoint,
+    Instance,
+    InstanceTemplate,
+    drop_instance,
+    instance_alive,
+    instance_index,
+    instance_name,
+    instance_names_on_host,
+    start_instance,
+)
+from ._layers import ImageChain, Layer, ancestry, file_sha256
+from ._placement import rollout_waves
+from ._rollout import HealthGate, Progress, roll, scale
+from .errors import RolloutStopped
+
+
+class VmRoleSpec(Model):
+    """What a VM role is asked to be."""
+
+    name: str = Field(
+        description="Prefix of the role's objects on the host, e.g. cs-dev-web.",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+    )
+    pool: str = Field(description="Storage pool for images and overlays.")
+    image: str = Field(
+        description="Absolute path of the role's .vhd: fixed, dynamic, or a "
+        "differencing disk whose parent is the image deployed now."
+    )
+    image_sha256: str | None = Field(default=None, description="Filled in by the provider.")
+    instance_count: int = Field(ge=1, le=100, description="Number of instances.")
+    vm_size: str = Field(default="ExtraSmall", description="Azure VM size name.")
+    update_domain_count: int = Field(
+        default=5, ge=1, le=20, description="Update domains instances are spread over."
+    )
+    upgrade_mode: UpgradeMode = Field(
+        default=UpgradeMode.AUTO, description="auto, manual or simultaneous."
+    )
+    manual_update_domain: int | None = Field(
+        default=None, ge=0, description="In manual mode, the last update domain to upgrade."
+    )
+    endpoints: list[Endpoint] = Field(
+        default_factory=lambda: [Endpoint()],
+        min_length=1,
+        description="Input endpoints; each is forwarded from a port on the host's loopback.",
+    )
+    probe: Probe | None = Field(
+        default=None, description="Health probe; default: GET / on the first endpoint."
+    )
+    health_timeout_seconds: float = Field(default=300, gt=0, description="Health gate deadline.")
+    max_chain_depth: int = Field(
+        default=4, ge=1, le=16, description="Layers above which a release is uploaded whole."
+    )
+
+    def sha256(self) -> str:
+        return self.image_sha256 or file_sha256(Path(self.image))
+
+    def settings_digest(self) -> str:
+        """What an instance starts with besides its disk: the properties whose change is a
+        rolling upgrade (the image aside: it is the instance's layer)."""
+        wire = self.wire()
+        upgrade = [p for p in properties_of_kind(ChangeKind.ROLLING_UPGRADE) if "image" not in p]
+        settings = {name: wire.get(name) for name in upgrade}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def gate(self) -> HealthGate:
+        return HealthGate.for_role(self.endpoints, self.probe, self.health_timeout_seconds)
+
+
+class VmRoleDeployment(Model):
+    """What runs on the host for a VM role."""
+
+    layers: list[Layer] = Field(description="The image chain, base first.")
+    instances: list[Instance] = Field(description="The role's instances.")
+    rollout_complete: bool = Field(description="False after a failed health gate.")
+    update_domains_upgraded: list[int] = Field(
+        description="Update domains the last release reached, in order."
+    )
+    last_upload_bytes: int = Field(description="Bytes streamed to the host by the last release.")
+    summary: str = Field(description="What the last change did, in service terms.")
+
+
+class VmRole:
+    """The fabric's operations on one VM role of one host."""
+
+    def __init__(self, host: Host, spec: VmRoleSpec) -> None:
+        self.host, self.spec = host, spec
+        self.chain = ImageChain(host, spec.pool, spec.name)
+
+    # -- deploy / observe / remove -------------------------------------------------------------
+
+    def deploy(self) -> VmRoleDeployment:
+        """First deploy: upload the image, start the instances behind their gates. A failure
+        before any instance runs leaves nothing behind."""
+        try:
+            layer = self.chain.upload_base(self.spec.image, self.spec.sha256())
+        except BaseException:
+            self._remove_first_deploy()
+            raise
+        deployment = VmRoleDeployment(
+            layers=[layer],
+            instances=[],
+            rollout_complete=True,
+            update_domains_upgraded=[],
+            last_upload_bytes=self.host.bytes_uploaded,
+            summary="",
+        )
+        try:
+            return self._scale(deployment)
+        except RolloutStopped:
+            raise  # the role exists, some instance is unhealthy: the caller records it
+        except BaseException:
+            self._remove_first_deploy()
+            raise
+
+    def observe(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
+        """The deployment as the host has it: layers and instances that are really there."""
+        instances = [
+            i for i in deployment.instances if instance_alive(self.host, self.spec.pool, i)
+        ]
+        layers = self.chain.present(deployment.layers)
+        return deployment.model_copy(update={"instances": instances, "layers": layers})
+
+    def remove(self, deployment: VmRoleDeployment) -> None:
+        pool = self.spec.pool
+        for name in instance_names_on_host(self.host, pool, self.spec.name, deployment.instances):
+            drop_instance(self.host, pool, name)
+        for layer in reversed(deployment.layers):
+            self.chain.delete(layer.volume)
+
+    # -- change --------------------------------------------------------------------------------
+
+    def needs_rollout(self, deployment: VmRoleDeployment) -> bool:
+        """A new image, instances started with other settings, or a rollout left unfinished."""
+        settings = self.spec.settings_digest()
+        return not deployment.rollout_complete or any(
+            i.settings != settings or not self._on_release(i, deployment)
+            for i in deployment.instances
+        )
+
+    def change(self, deployment: VmRoleDeployment, kind: ChangeKind | None) -> VmRoleDeployment:
+        """Apply a change of `kind` (the planner's verdict): roll out when it is a rolling
+        upgrade or the host has drifted from the spec, then scale to the instance count."""
+        if kind is ChangeKind.ROLLING_UPGRADE or self.needs_rollout(deployment):
+            deployment = self._release(deployment)
+        return self._scale(deployment)
+
+    def preview(self, deployment: VmRoleDeployment, instance_count: int) -> str:
+        """The change in service terms, for `pulumi preview --diff`, computed without side
+        effects: blocks and bytes to upload, update domains that roll, instance counts."""
+        parts = []
+        restart = any(i.settings != self.spec.settings_digest() for i in deployment.instances)
+        if self.needs_rollout(deployment):
+            parts.append(self.chain.preview(self.spec.image, self.spec.sha256(), deployment.layers))
+            if restart:
+                parts.append(f"restart on VM size {self.spec.vm_size} and the endpoints given")
+            moving = [(i.name, i.update_domain) for i in deployment.instances]
+            waves = rollout_waves(moving, self.spec.upgrade_mode, self.spec.manual_update_domain)
+            touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
+            parts.append(f"update domains {touched or 'none'} ({self.spec.upgrade_mode})")
+        if len(deployment.instances) != instance_count:
+            parts.append(f"instances {len(deployment.instances)} -> {instance_count}")
+        return "will: " + ("; ".join(parts) or "change settings only")
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _on_release(self, instance: Instance, deployment: VmRoleDeployment) -> bool:
+        release = next((x for x in deployment.layers if x.image_sha256 == self.spec.sha256()), None)
+        return release is not None and instance.layer == release.volume
+
+    def _template(self, layer: Layer) -> InstanceTemplate:
+        spec = self.spec
+        return InstanceTemplate(
+            role=spec.name,
+            pool=spec.pool,
+            vm_size=spec.vm_size,
+            update_domain_count=spec.update_domain_count,
+            endpoints=spec.endpoints,
+            disk=layer.disk(spec.pool),
+            settings=spec.settings_digest(),
+        )
+
+    def _release(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
+        """Find or upload the release's layer, then roll instances onto it."""
+        streamed_before = self.host.bytes_uploaded
+        layer, layers = self.chain.release(
+            self.spec.image, self.spec.sha256(), deployment.layers, self.spec.max_chain_depth
+        )
+        deployment = deployment.model_copy(
+            update={
+                "layers": layers,
+                # the layer and its manifest, as streamed
+                "last_upload_bytes": self.host.bytes_uploaded - streamed_before,
+            }
+        )
+        template = self._template(layer)
+        settings = template.settings
+        try:
+            progress = roll(
+                deployment.instances,
+                outdated=lambda i: i.layer != layer.volume or i.settings != settings,
+                restart=lambda i: start_instance(self.host, template, instance_index(i.name)),
+                gate=self.spec.gate(),
+                mode=self.spec.upgrade_mode,
+                manual_limit=self.spec.manual_update_domain,
+            )
+        except RolloutStopped as stopped:
+            progress = stopped.state
+            partial = self._progressed(deployment, progress, layer)
+            raise RolloutStopped(str(stopped), partial) from stopped
+        deployment = self._progressed(deployment, progress, layer)
+        if not deployment.rollout_complete:
+            return deployment
+        needed = {v for i in deployment.instances for v in ancestry(deployment.layers, i.layer)}
+        return deployment.model_copy(update={"layers": self.chain.keep(layers, needed)})
+
+    @staticmethod
+    def _progressed(
+        deployment: VmRoleDeployment, progress: Progress, layer: Layer
+    ) -> VmRoleDeployment:
+        reached = ", ".join(map(str, progress.update_domains)) or "none"
+        summary = (
+            f"image {layer.volume}: {layer.blocks_changed} blocks changed, "
+            f"{deployment.last_upload_bytes} bytes uploaded; update domains {reached} upgraded"
+        )
+        return deployment.model_copy(
+            update={
+                "instances": progress.instances,
+                "update_domains_upgraded": progress.update_domains,
+                "rollout_complete": progress.complete,
+                "summary": summary,
+            }
+        )
+
+    def _scale(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
+        """Start missing instances on the top layer, drop those past the count, behind the gate."""
+        template = self._template(deployment.layers[-1])
+        try:
+            instances, changed = scale(
+                deployment.instances,
+                self.spec.instance_count,
+                start=lambda index: start_instance(self.host, template, index),
+                drop=lambda i: drop_instance(self.host, self.spec.pool, i.name),
+                gate=self.spec.gate(),
+            )
+        except RolloutStopped as stopped:
+            partial = deployment.model_copy(update={"instances": stopped.state})
+            raise RolloutStopped(str(stopped), partial) from stopped
+        deployment = deployment.model_copy(update={"instances": instances})
+        if changed:
+            summary = f"{deployment.summary}; instances: {len(instances)}".lstrip("; ")
+            deployment = deployment.model_copy(update={"summary": summary})
+        return deployment
+
+    def _remove_first_deploy(self) -> None:
+        """A failed first deploy leaves nothing behind: these are the only names it uses."""
+        for index in range(self.spec.instance_count):
+            drop_instance(self.host, self.spec.pool, instance_name(self.spec.name, index))
+        self.chain.delete(self.chain.layer_name(0, "vpc"))
