@@ -14,6 +14,11 @@ of a shared machine hits all three alike), after warm-up rounds that fill the pa
 the bytecode caches. Printed: median and minimum of each, and the median's overhead above bare
 Python; the goal is an overhead well under 100 ms.
 
+Bytecode: an installed command runs from .pyc files, so the commands run with bytecode caching
+on (PYTHONDONTWRITEBYTECODE unset) and the caches in the temporary directory
+(PYTHONPYCACHEPREFIX), which leaves the checkout clean. ``--no-pyc`` times them compiling every
+module of the checkout from source instead (bytecode writing off, as on our build machines).
+
 ``--tree DIR`` imports ``cloudservice`` from ``DIR/provider`` (put first on PYTHONPATH, ahead of
 the editable install) to time another checkout, e.g. the tree before a change::
 
@@ -86,9 +91,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
     ap.add_argument("--tree", type=Path, help="time the cloudservice of this checkout instead")
+    ap.add_argument("--no-pyc", action="store_true", help="no bytecode caches (compile source)")
     args = ap.parse_args()
 
+    work = Path(tempfile.mkdtemp(prefix="cli-startup-"))
     env = dict(os.environ)
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    if args.no_pyc:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     if args.tree is not None:
         provider = args.tree.resolve() / "provider"
         if not (provider / "cloudservice" / "cli.py").exists():
@@ -96,7 +109,6 @@ def main() -> None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(provider), env.get("PYTHONPATH")]))
 
     script = str(console_script())
-    work = Path(tempfile.mkdtemp(prefix="cli-startup-"))
     try:
         disk = make_disk(work)
         commands = {
@@ -110,7 +122,7 @@ def main() -> None:
 
     where = args.tree or "the editable install"
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
-    print(f"cloudservice from {where}")
+    print(f"cloudservice from {where}; bytecode caches {'off' if args.no_pyc else 'on'}")
     print(f"{args.rounds} interleaved rounds after {args.warmup} warm-up rounds, whole processes\n")
     floor = statistics.median(times["python -c pass"])
     print(f"  {'command':<24}{'median':>10}{'min':>10}{'above python':>15}")
