@@ -67,7 +67,7 @@ test: setup
 	$(VENV)/bin/python -m pytest
 
 # Lint: ruff's rules, ruff's formatting (check only: `ruff format PATHS` fixes it), mypy.
-LINT_PATHS := provider components toolchain tests benchmarks
+LINT_PATHS := provider components toolchain tests benchmarks __main__.py
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
