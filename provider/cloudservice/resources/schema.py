@@ -22,39 +22,69 @@ _PROVIDER_CONFIG = {
 }
 
 
-def _property(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
-    option = options[0] if options else {}
-    if "$ref" in option:  # a nested model ("object") or an enum, defined under $defs
-        target = defs[option["$ref"].rsplit("/", 1)[-1]]
-        option = target if "enum" in target else {}
-    kind = option.get("type") or ("string" if "enum" in option or "const" in option else "object")
-    prop: dict[str, Any] = {"type": kind}
-    if kind == "array":
-        prop["items"] = _property(option.get("items", {}), defs)
-    if kind == "object" and "additionalProperties" in option:
-        prop["additionalProperties"] = _property(option["additionalProperties"], defs)
-    allowed = option.get("enum")
-    description = schema.get("description", "")
-    if allowed:
-        description = f"{description} One of: {', '.join(map(str, allowed))}.".strip()
-    if description:
-        prop["description"] = description
-    if "default" in schema and schema["default"] is not None:
-        prop["default"] = schema["default"]
-    return prop
+_PRIMITIVES = ("string", "integer", "number", "boolean")
 
 
-def _properties(model: type[Model]) -> tuple[dict[str, Any], list[str]]:
-    json_schema = model.model_json_schema(by_alias=True)
-    defs = json_schema.get("$defs", {})
-    props = {name: _property(spec, defs) for name, spec in json_schema["properties"].items()}
-    return props, sorted(json_schema.get("required", []))
+class _Builder:
+    """Pulumi schema properties from pydantic JSON schemas. Nested models become object types
+    (`#/types/cloudservice:index:<Model>`), so generated SDKs get typed classes for them."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, Any] = {}
+
+    def property(self, schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+        options = [o for o in schema.get("anyOf", [schema]) if o.get("type") != "null"]
+        option = options[0] if options else {}
+        prop: dict[str, Any]
+        if "$ref" in option and "enum" not in defs[_ref_name(option)]:
+            prop = {"$ref": f"#/types/{self._object_type(_ref_name(option), defs)}"}
+            option = {}
+        else:
+            if "$ref" in option:  # an enum: a string with its values listed
+                option = defs[_ref_name(option)]
+            kind = option.get("type") or ("string" if "enum" in option else "object")
+            prop = {"type": kind}
+            if kind == "array":
+                prop["items"] = self.property(option.get("items", {}), defs)
+            if kind == "object" and "additionalProperties" in option:
+                prop["additionalProperties"] = self.property(option["additionalProperties"], defs)
+        description = schema.get("description", "")
+        if allowed := option.get("enum"):
+            description = f"{description} One of: {', '.join(map(str, allowed))}.".strip()
+        if description:
+            prop["description"] = description
+        if schema.get("default") is not None and prop.get("type") in _PRIMITIVES:
+            prop["default"] = schema["default"]
+        return prop
+
+    def properties(self, model: type[Model]) -> tuple[dict[str, Any], list[str]]:
+        json_schema = model.model_json_schema(by_alias=True)
+        return self._object(json_schema, json_schema.get("$defs", {}))
+
+    def _object(
+        self, schema: dict[str, Any], defs: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        props = {name: self.property(spec, defs) for name, spec in schema["properties"].items()}
+        return props, sorted(schema.get("required", []))
+
+    def _object_type(self, name: str, defs: dict[str, Any]) -> str:
+        token = f"{PACKAGE}:index:{name}"
+        if token not in self.types:
+            self.types[token] = {}  # claimed first: a model may refer to itself
+            props, required = self._object(defs[name], defs)
+            self.types[token] = {"type": "object", "properties": props, "required": required}
+            if description := defs[name].get("description"):
+                self.types[token]["description"] = description
+        return token
 
 
-def resource_schema(resource: type[Resource[Any, Any]]) -> dict[str, Any]:
-    inputs, required_inputs = _properties(resource.args_model)
-    outputs, _ = _properties(resource.state_model)
+def _ref_name(option: dict[str, Any]) -> str:
+    return str(option["$ref"]).rsplit("/", 1)[-1]
+
+
+def resource_schema(builder: _Builder, resource: type[Resource[Any, Any]]) -> dict[str, Any]:
+    inputs, required_inputs = builder.properties(resource.args_model)
+    outputs, _ = builder.properties(resource.state_model)
     for name in resource.replace_properties():
         inputs[name]["replaceOnChanges"] = True
     return {
@@ -68,6 +98,8 @@ def resource_schema(resource: type[Resource[Any, Any]]) -> dict[str, Any]:
 
 
 def build_schema(resources: Iterable[type[Resource[Any, Any]]]) -> dict[str, Any]:
+    builder = _Builder()
+    resources = list(resources)
     return {
         "name": PACKAGE,
         "version": VERSION,
@@ -75,5 +107,6 @@ def build_schema(resources: Iterable[type[Resource[Any, Any]]]) -> dict[str, Any
         "description": "Azure Cloud Services (web, worker and VM roles) on your own libvirt hosts.",
         "config": {"variables": _PROVIDER_CONFIG},
         "provider": {"inputProperties": _PROVIDER_CONFIG},
-        "resources": {resource.token: resource_schema(resource) for resource in resources},
+        "resources": {r.token: resource_schema(builder, r) for r in resources},
+        "types": dict(sorted(builder.types.items())),
     }
