@@ -22,8 +22,11 @@ say() { echo "setup-pulumi: $*" >&2; }
 
 cli_version() { "$1" version 2>/dev/null | tr -d 'v\r'; }
 
-ambient=$(command -v pulumi 2>/dev/null || true)
-if [ -n "$ambient" ] && [ "$ambient" != "$BIN/pulumi" ] && [ "$(cli_version "$ambient")" = "$VERSION" ]; then
+# Our own copy in $BIN (first on the Makefile's PATH) does not count: once there, it would hide a
+# release on PATH and send later runs to the build.
+path_without_bin=$(tr ':' '\n' <<<"$PATH" | grep -vxF "$BIN" | paste -sd: -)
+ambient=$(PATH=$path_without_bin command -v pulumi 2>/dev/null || true)
+if [ -n "$ambient" ] && [ "$(cli_version "$ambient")" = "$VERSION" ]; then
     cli=$ambient
     say "using $cli (v$VERSION) from PATH"
 else
