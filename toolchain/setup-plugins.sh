@@ -22,18 +22,18 @@ YAML_VERSION=1.25.0
 THIRD_PARTY=$(cd "$REPO/.." && pwd)/shared/third_party
 CACHE=${CLOUDSERVICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudservice}
 BIN=$REPO/.cache/bin
+LIBEXEC=$REPO/.cache/libexec
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
 say() { echo "setup-plugins: $*" >&2; }
 [ -x "$BIN/pulumi" ] || { say "no CLI in $BIN: run toolchain/setup-pulumi.sh first"; exit 1; }
 
 # The CLI prefers plugins on PATH and warns ("using ... from \$PATH") unless they are also the
-# ones next to its own binary, so everything goes into $BIN, beside it. A hard link, not a
-# symlink: pulumi-language-python looks for pulumi-language-python-exec beside its resolved
-# path, which must be $BIN too.
+# ones next to its own binary, so they go into $BIN, beside it. A hard link where it can (a copy
+# across filesystems), as for the CLI.
 put() {
-    rm -f "$BIN/$(basename "$1")"
-    ln "$1" "$BIN/" 2>/dev/null || cp "$1" "$BIN/"
+    rm -f "$2"
+    ln "$1" "$2" 2>/dev/null || cp "$1" "$2"
 }
 
 # The directory of a Pulumi release on PATH, if any ($BIN's own copy of the CLI does not count).
@@ -83,33 +83,42 @@ stage() {
 }
 
 # --- pulumi-language-python -------------------------------------------------------------------
+# The host goes to $LIBEXEC with its program launcher, pulumi-language-python-exec, which it
+# looks for beside its own path; the CLI starts it through a shim in $BIN
+# (toolchain/python-host-legacy-flags.sh says why).
 python_src=$THIRD_PARTY/pulumi-language-python-$VERSION
 python_host=$CACHE/pulumi-language-python-v$VERSION/bin/pulumi-language-python
+python_exec=$(dirname "$python_host")/pulumi-language-python-exec
 if [ -d "$python_src" ]; then
-    if [ ! -x "$python_host" ]; then
+    if [ ! -x "$python_host" ] || [ ! -f "$python_exec" ]; then
         dir=$(stage pulumi-language-python)
         cp "$REPO/toolchain/language-python/go.mod" "$REPO/toolchain/language-python/go.sum" \
             "$python_src/main.go" "$dir/"
         build "pulumi-language-python v$VERSION from $python_src" "$python_host" \
             go_build "$dir" . readonly "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$VERSION"
         rm -rf "$dir"
+        # Its program launcher: a Python script in the SDK's Go module at the same version.
+        sdk_dir=$(cd "$REPO/toolchain/language-python" &&
+            go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$VERSION" |
+            sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+        install -m 0755 "$sdk_dir/python/cmd/pulumi-language-python-exec" "$python_exec"
     fi
-    # Its program launcher, a Python script of the SDK's Go module at the same version.
-    sdk_dir=$(cd "$REPO/toolchain/language-python" &&
-        go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$VERSION" |
-        sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    install -m 0755 "$sdk_dir/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
-    put "$python_host"
-    say "pulumi-language-python v$VERSION (built from $python_src) ready in $BIN"
+    origin="built from $python_src"
 elif release=$(release_dir) && [ -x "$release/pulumi-language-python" ]; then
-    put "$release/pulumi-language-python"
-    put "$release/pulumi-language-python-exec"
-    say "no source snapshot at $python_src: using the Python language host of the Pulumi release in $release"
+    python_host=$release/pulumi-language-python
+    python_exec=$release/pulumi-language-python-exec
+    origin="no source snapshot at $python_src: the one of the Pulumi release in $release"
 else
     say "no Python language host: neither the source snapshot $python_src nor a Pulumi release"
     say "on PATH (which ships one). Install the Pulumi CLI v$VERSION, or put shared/ beside the repository."
     exit 1
 fi
+mkdir -p "$LIBEXEC"
+put "$python_host" "$LIBEXEC/pulumi-language-python"
+install -m 0755 "$python_exec" "$LIBEXEC/pulumi-language-python-exec"
+install -m 0755 "$REPO/toolchain/python-host-legacy-flags.sh" "$BIN/pulumi-language-python"
+rm -f "$BIN/pulumi-language-python-exec"  # where earlier setups put it
+say "pulumi-language-python v$VERSION ($origin) ready in $BIN"
 
 # --- pulumi-language-yaml ---------------------------------------------------------------------
 yaml_host=$CACHE/pulumi-language-yaml-v$YAML_VERSION/bin/pulumi-language-yaml
@@ -118,7 +127,7 @@ if [ ! -x "$yaml_host" ]; then
         go_install "github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml@v$YAML_VERSION" \
         "-X github.com/pulumi/pulumi-yaml/pkg/version.Version=v$YAML_VERSION"
 fi
-put "$yaml_host"
+put "$yaml_host" "$BIN/pulumi-language-yaml"
 say "pulumi-language-yaml v$YAML_VERSION ready in $BIN"
 
 # --- pulumi-resource-libvirt ------------------------------------------------------------------
@@ -145,6 +154,7 @@ schema["version"] = version
 with open(f"{folder}/schema-embed.json", "w") as f:
     json.dump(schema, f, separators=(",", ":"))
 PY
+        # -mod=mod, as the snapshot's notes say it was built (its go.sum also suffices for readonly).
         build "pulumi-resource-libvirt v$LIBVIRT_VERSION from $libvirt_src" "$libvirt_plugin" \
             go_build "$dir" ./cmd/pulumi-resource-libvirt mod \
             "-X github.com/pulumi/pulumi-libvirt/provider/pkg/version.Version=$LIBVIRT_VERSION"
