@@ -7,6 +7,8 @@ VENV := $(REPO)/.venv
 BIN := $(REPO)/.cache/bin
 # The CLI must be the version of the SDK pinned in pyproject.toml: read it from there.
 PULUMI_VERSION := $(shell sed -n 's/.*"pulumi==\([0-9.]*\)".*/\1/p' pyproject.toml)
+# The libvirt provider plugin must be the version of the pulumi-libvirt SDK pinned there too.
+PULUMI_LIBVIRT_VERSION := $(shell sed -n 's/.*"pulumi-libvirt==\([0-9.]*\)".*/\1/p' pyproject.toml)
 STACK ?= dev
 
 export PATH := $(BIN):$(VENV)/bin:$(PATH)
@@ -15,14 +17,14 @@ export PULUMI_BACKEND_URL ?= file://$(REPO)/.state
 export PULUMI_CONFIG_PASSPHRASE ?= dev
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
-export PULUMI_VERSION
+export PULUMI_VERSION PULUMI_LIBVIRT_VERSION
 
 .PHONY: help setup venv pulumi libvirt images env up preview destroy test lint
 
 help:
 	@echo "make up     set everything up, then pulumi up the '$(STACK)' stack (local state, local libvirt)"
 	@echo "make test   run the whole test suite (what CI runs)"
-	@echo "make setup  set up only: libvirtd, the virtualenv, the pinned Pulumi CLI"
+	@echo "make setup  set up only: libvirtd, the virtualenv, the pinned Pulumi CLI and its plugins"
 	@echo 'eval "$$(make -s env)"  put the CLI, the virtualenv and the dev backend into your shell'
 
 setup: libvirt venv pulumi images
@@ -39,6 +41,7 @@ $(VENV)/.installed: pyproject.toml
 
 pulumi: venv
 	@bash toolchain/setup-pulumi.sh
+	@bash toolchain/setup-plugins.sh
 
 # The sample VM role's bootable disks (web-v1/v2/v3.vhd), built offline from Debian packages.
 images: libvirt

@@ -10,12 +10,17 @@ Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
     healthTimeoutSeconds            how long a health gate waits for an instance
 """
 
+import signal
 from pathlib import Path
 
 import pulumi
 from cloudservice.model import load_spec
 
 from components import CloudService, StoragePool
+
+# When an update fails, Pulumi's language host ends the program with SIGINT (the engine is done
+# with it); Python would print a KeyboardInterrupt traceback under the real error. Die quietly.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 config = pulumi.Config()
 stack = pulumi.get_stack()

@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
-# Make the pinned Pulumi CLI and its Python language host available in $BIN (idempotent).
+# Make the pinned Pulumi CLI available in $BIN (idempotent); its plugins are
+# toolchain/setup-plugins.sh's job.
 #
 # 1. `pulumi` on PATH at the pinned version is used as it is.
 # 2. Else the CLI is built from the Go module proxy into a cache outside the repository
 #    ($CLOUDSERVICE_CACHE, default ~/.cache/cloudservice) that later runs and other clones reuse.
-# 3. The Python language host: the proxy does not serve Pulumi's Go one, so toolchain/langhost.py
-#    serves the protocol, with Pulumi's own `pulumi-language-python-exec` taken from the SDK
-#    Go module at the pinned version.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 VERSION=${PULUMI_VERSION:?set PULUMI_VERSION (the Makefile does)}
 CACHE=${CLOUDSERVICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudservice}
 BIN=$REPO/.cache/bin
-VENV=$REPO/.venv
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 export GOFLAGS=-mod=mod
 
@@ -22,8 +19,11 @@ say() { echo "setup-pulumi: $*" >&2; }
 
 cli_version() { "$1" version 2>/dev/null | tr -d 'v\r'; }
 
-ambient=$(command -v pulumi 2>/dev/null || true)
-if [ -n "$ambient" ] && [ "$ambient" != "$BIN/pulumi" ] && [ "$(cli_version "$ambient")" = "$VERSION" ]; then
+# Our own copy in $BIN (first on the Makefile's PATH) does not count: once there, it would hide a
+# release on PATH and send later runs to the build.
+path_without_bin=$(tr ':' '\n' <<<"$PATH" | grep -vxF "$BIN" | paste -sd: -)
+ambient=$(PATH=$path_without_bin command -v pulumi 2>/dev/null || true)
+if [ -n "$ambient" ] && [ "$(cli_version "$ambient")" = "$VERSION" ]; then
     cli=$ambient
     say "using $cli (v$VERSION) from PATH"
 else
@@ -42,20 +42,8 @@ else
         say "using cached $cli"
     fi
 fi
-# A hard link (a copy across filesystems), not a symlink: the CLI looks for its language host
-# next to its own resolved path, and there it takes it without an "ambient plugin" warning.
+# A hard link (a copy across filesystems), not a symlink: the CLI looks for its language hosts
+# next to its own resolved path, and there it takes them without an "ambient plugin" warning.
 rm -f "$BIN/pulumi"
 ln "$cli" "$BIN/pulumi" 2>/dev/null || cp "$cli" "$BIN/pulumi"
-
-# Pulumi's program launcher, from the SDK module at the pinned version (the CLI build fetched it).
-exec_src=$(cd "$REPO/toolchain/go" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec
-install -m 0755 "$exec_src" "$BIN/pulumi-language-python-exec"
-
-cat > "$BIN/pulumi-language-python" <<LAUNCHER
-#!/bin/sh
-# Written by toolchain/setup-pulumi.sh: the CLI's Python language host (see toolchain/langhost.py).
-CLOUDSERVICE_PYTHON_EXEC="$BIN/pulumi-language-python-exec" CLOUDSERVICE_PULUMI_VERSION="$VERSION" \\
-    exec "$VENV/bin/python" "$REPO/toolchain/langhost.py" "\$@"
-LAUNCHER
-chmod 0755 "$BIN/pulumi-language-python"
 say "pulumi v$("$BIN/pulumi" version | tr -d v) ready in $BIN"

@@ -38,16 +38,20 @@ def make_project(work: Path, program: str | None = None, checkout: Path = REPO) 
     return work
 
 
-def make_stack(project: Path, state: Path, prefix: str = "e2e") -> auto.Stack:
-    """A new stack on a local backend in `state`, set up to share the host with others."""
+def local_workspace(project: Path, state: Path) -> auto.LocalWorkspace:
+    """The project's workspace with the pinned CLI and a local backend in `state`."""
     state.mkdir(parents=True, exist_ok=True)
-    workspace = auto.LocalWorkspace(
+    return auto.LocalWorkspace(
         work_dir=str(project),
         env_vars={"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "e2e"},
         pulumi_command=auto.PulumiCommand(root=str(BIN.parent), skip_version_check=True),
     )
+
+
+def make_stack(project: Path, state: Path, prefix: str = "e2e") -> auto.Stack:
+    """A new stack on a local backend in `state`, set up to share the host with others."""
     name = f"{prefix}{uuid.uuid4().hex[:6]}"
-    stack = auto.Stack.create(name, workspace)
+    stack = auto.Stack.create(name, local_workspace(project, state))
     # Not under a test's tmp_path: guests run as libvirt's qemu user, who must reach the pool.
     stack.set_config("poolPath", auto.ConfigValue(f"/var/lib/cloudservice/pools/{name}"))
     # A subnet of its own: libvirt refuses two networks on one subnet (the dev stack has one).
