@@ -19,7 +19,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 export PULUMI_VERSION PULUMI_LIBVIRT_VERSION
 
-.PHONY: help setup venv pulumi libvirt images env up preview destroy test lint
+.PHONY: help setup venv pulumi plugin sdk libvirt images env up preview destroy test lint
 
 help:
 	@echo "make up     set everything up, then pulumi up the '$(STACK)' stack (local state, local libvirt)"
@@ -27,21 +27,33 @@ help:
 	@echo "make setup  set up only: libvirtd, the virtualenv, the pinned Pulumi CLI and its plugins"
 	@echo 'eval "$$(make -s env)"  put the CLI, the virtualenv and the dev backend into your shell'
 
-setup: libvirt venv pulumi images
+setup: libvirt venv pulumi plugin images
 
 libvirt:
 	@bash toolchain/setup-libvirt.sh
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The project (editable: the `cloudservice` command, the provider, the components) and the
+# provider's generated Python SDK (sdk/python), which the components build on.
+$(VENV)/.installed: pyproject.toml sdk/python/setup.py
 	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' -e sdk/python
 	@touch $@
 
 pulumi: venv
 	@bash toolchain/setup-pulumi.sh
 	@bash toolchain/setup-plugins.sh
+
+# This clone's provider as the `cloudservice` plugin, for programs in any directory.
+plugin: pulumi
+	@bash toolchain/install-provider.sh
+
+# Regenerate the Python SDK from the schema (a test checks the committed one is up to date).
+sdk: pulumi
+	@$(VENV)/bin/cloudservice schema > provider/schema.json
+	@rm -rf sdk/python
+	@$(BIN)/pulumi package gen-sdk provider/schema.json --language python -o sdk >/dev/null
 
 # The sample VM role's bootable disks (web-v1/v2/v3.vhd), built offline from Debian packages.
 images: libvirt

@@ -1,5 +1,9 @@
 """The default program: the sample cloud service (sample/service.yaml), for the current stack.
 
+The storage pool is pulumi-libvirt's (`libvirt.Pool`); the service's roles are ours, declared
+by the `CloudService` component. Each provider talks to the host in its own stack config:
+`libvirt:uri` and `cloudservice:uri` (default qemu:///system).
+
 Names on the host carry the stack name, so stacks (dev, staging, production) can share a host.
 Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
 
@@ -14,9 +18,10 @@ import signal
 from pathlib import Path
 
 import pulumi
+import pulumi_libvirt as libvirt
 from cloudservice.model import load_spec
 
-from components import CloudService, StoragePool
+from components import CloudService
 
 # When an update fails, Pulumi's language host ends the program with SIGINT (the engine is done
 # with it); Python would print a KeyboardInterrupt traceback under the real error. Die quietly.
@@ -26,10 +31,13 @@ config = pulumi.Config()
 stack = pulumi.get_stack()
 prefix = f"cs-{stack}"
 
-pool = StoragePool(
+pool = libvirt.Pool(
     "pool",
     name=f"{prefix}-pool",
-    path=config.get("poolPath") or f"/var/lib/cloudservice/pools/{stack}",
+    type="dir",
+    target=libvirt.PoolTargetArgs(
+        path=config.get("poolPath") or f"/var/lib/cloudservice/pools/{stack}"
+    ),
 )
 
 service_file = Path(config.get("serviceFile") or "sample/service.yaml").resolve()

@@ -1,9 +1,11 @@
-"""What a Pulumi program uses: the provider's resources as typed classes, and components.
+"""Component resources for programs: a whole cloud service from its service document.
 
-from components import CloudService, Network, StoragePool, VmRole, Volume
+    from components import CloudService
+
+The provider's own resources come from its generated SDK (`pulumi_cloudservice`, in
+sdk/python); the storage pool and the network a service lives in come from pulumi-libvirt.
 """
 
 from .cloud_service import CloudService
-from .resources import Network, StoragePool, VmRole, Volume
 
-__all__ = ["CloudService", "Network", "StoragePool", "VmRole", "Volume"]
+__all__ = ["CloudService"]

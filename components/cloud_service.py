@@ -19,22 +19,21 @@ from cloudservice.model import (
     ServiceSpec,
     validate_service,
 )
+from pulumi_cloudservice import EndpointArgs, ProbeArgs, VmRole
 
-from .resources import VmRole
 
-
-def _endpoints(role: RoleDefinition) -> list[dict[str, Any]]:
+def _endpoints(role: RoleDefinition) -> list[EndpointArgs]:
     return [
-        {
-            "name": endpoint.name,
-            "protocol": "http" if endpoint.protocol in ("http", "https") else "tcp",
-            "port": endpoint.local_port or endpoint.port,
-        }
+        EndpointArgs(
+            name=endpoint.name,
+            protocol="http" if endpoint.protocol in ("http", "https") else "tcp",
+            port=endpoint.local_port or endpoint.port,
+        )
         for endpoint in role.input_endpoints
     ]
 
 
-def _probe(definition: ServiceDefinition, role: RoleDefinition) -> dict[str, Any] | None:
+def _probe(definition: ServiceDefinition, role: RoleDefinition) -> ProbeArgs | None:
     """The load balancer probe of the role's first endpoint that names one."""
     names = [e.load_balancer_probe for e in role.input_endpoints if e.load_balancer_probe]
     probes = {probe.name: probe for probe in definition.load_balancer_probes}
@@ -42,18 +41,19 @@ def _probe(definition: ServiceDefinition, role: RoleDefinition) -> dict[str, Any
         return None
     probe = probes[names[0]]
     endpoint = next(e for e in role.input_endpoints if e.load_balancer_probe == names[0])
-    return {
-        "protocol": probe.protocol,
-        "path": probe.path or "/",
-        "port": probe.port or endpoint.local_port or endpoint.port,
+    return ProbeArgs(
+        protocol=probe.protocol,
+        path=probe.path or "/",
+        port=probe.port or endpoint.local_port or endpoint.port,
         # Azure's timeoutInSeconds is how long a silent instance stays in rotation; one probe
         # must simply answer within the interval.
-        "intervalSeconds": probe.interval_in_seconds,
-        "timeoutSeconds": probe.interval_in_seconds,
-    }
+        interval_seconds=probe.interval_in_seconds,
+        timeout_seconds=probe.interval_in_seconds,
+    )
 
 
 def _volumes(layers: list[dict[str, Any]]) -> list[str]:
+    # Nested outputs reach apply() as plain dicts of the schema's (camelCase) names.
     return [layer["volume"] for layer in layers]
 
 

@@ -59,4 +59,6 @@ def make_stack(project: Path, state: Path, prefix: str = "e2e") -> auto.Stack:
     # The sample service's VM role, on the image `make setup` builds, one instance to be quick.
     stack.set_config("webImage", auto.ConfigValue(str(REPO / ".cache/images/web-v1.vhd")))
     stack.set_config("webInstances", auto.ConfigValue("1"))
+    # pulumi-libvirt's default provider, for test programs that do not declare one.
+    stack.set_config("libvirt:uri", auto.ConfigValue("qemu:///system"))
     return stack

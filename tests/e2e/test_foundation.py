@@ -1,99 +1,66 @@
-"""The generic libvirt objects end to end: real CLI, real language host and plugin, real libvirtd.
-
-The program is `programs/libvirt_objects/`: a pool, a network and a volume of a file's bytes.
-"""
+"""The dev stack's program end to end: the real CLI and Python language host, pulumi-libvirt's
+plugin for the pool and ours for the roles, a real libvirtd and a real guest."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
+import requests
 from cloudservice.virt import Host
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
-from .project import make_project
-
-
-@pytest.fixture
-def project(tmp_path: Path, pulumi_cli: Path, libvirt_uri: str) -> Path:
-    return make_project(tmp_path / "project", program="libvirt_objects")
-
-
-def _volume_bytes(host: Host, pool: str, name: str) -> bytes:
-    sink = io.BytesIO()
-    host.download_volume(pool, name, sink)
-    return sink.getvalue()
+VMROLE = "cloudservice:index:VmRole"
 
 
 def _resource_types(stack: auto.Stack) -> list[str]:
     return sorted(r["type"] for r in stack.export_stack().deployment.get("resources", []))
 
 
-def test_stack_lifecycle(stack: auto.Stack, project: Path, host: Host, tmp_path: Path) -> None:
-    page = project / "welcome.html"
-
+def test_stack_lifecycle(stack: auto.Stack, host: Host) -> None:
     preview = stack.preview()
-    # The stack, a pool, a network and a volume.
+    # The stack, pulumi-libvirt's pool, the CloudService component and its VmRole.
     assert preview.change_summary == {OpType.CREATE: 4}
 
     up = stack.up()
     assert up.summary.resource_changes == {"create": 4}
-    pool, network = up.outputs["pool"].value, up.outputs["network"].value
-    pool_info = host.pool(pool)
-    assert pool_info is not None and pool_info.active
-    assert pool_info.path == stack.get_config("poolPath").value
-    network_info = host.network(network)
-    assert network_info is not None and network_info.active
-    assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
+    pool = host.pool(up.outputs["pool"].value)
+    assert pool is not None and pool.active
+    assert pool.path == stack.get_config("poolPath").value
+    assert "libvirt:index/pool:Pool" in _resource_types(stack)
+    (instance,) = up.outputs["instances"].value
+    assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
 
     assert stack.up().summary.resource_changes == {"same": 4}
 
-    # New content in the same file: an in-place update, shown property by property.
-    page.write_text("<h1>second release</h1>\n")
+    # One more instance: an in-place update of the role, shown property by property.
+    stack.set_config("webInstances", auto.ConfigValue("2"))
     preview = stack.preview(diff=True)
-    assert preview.change_summary[OpType.UPDATE] == 1
+    assert preview.change_summary.get(OpType.UPDATE) == 1
     assert OpType.REPLACE not in preview.change_summary
-    assert "~ sourceSha256" in preview.stdout
-    assert stack.up().summary.resource_changes == {"same": 3, "update": 1}
-    assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
-
-    # A new subnet: the network is replaced, and the diff says why.
-    new_cidr = "10.215.251.0/24"
-    stack.set_config("cidr", auto.ConfigValue(new_cidr))
-    preview = stack.preview(diff=True)
-    assert preview.change_summary[OpType.REPLACE] == 1
-    assert "cidr" in preview.stdout and "+-cloudservice:index:Network" in preview.stdout
-    stack.up()
-    replaced = host.network(network)
-    assert replaced is not None and replaced.cidr == new_cidr
-
-    # Deleted behind Pulumi's back: refresh notices, the next up puts it back.
-    host.delete_volume(pool, "welcome.html")
-    refresh = stack.refresh()
-    assert refresh.summary.resource_changes == {"same": 3, "delete": 1}
-    assert "cloudservice:index:Volume" not in _resource_types(stack)
-    assert stack.up().summary.resource_changes == {"same": 3, "create": 1}
-    assert _volume_bytes(host, pool, "welcome.html") == page.read_bytes()
+    assert "~ instanceCount" in preview.stdout
 
     stack.destroy()
-    assert host.pool(pool) is None and host.network(network) is None
-    assert not Path(pool_info.path).exists()
+    assert host.pool(pool.name) is None and not Path(pool.path).exists()
+    assert host.domain(instance["name"]) is None
     assert _resource_types(stack) == []
 
 
 def test_bad_input_is_one_clear_error_and_keeps_what_is_deployed(
     stack: auto.Stack, project: Path, host: Host
 ) -> None:
-    pool = stack.up().outputs["pool"].value
-    stack.set_config("content", auto.ConfigValue(str(project / "missing.html")))
+    up = stack.up()
+    (instance,) = up.outputs["instances"].value
+    missing = project / "missing.vhd"
+    stack.set_config("webImage", auto.ConfigValue(str(missing)))
     with pytest.raises(auto.CommandError) as failure:
         stack.up()
     message = str(failure.value)
-    assert "missing.html does not exist" in message
+    assert f"{missing} does not exist" in message
     assert "Traceback" not in message
-    assert host.volume(pool, "welcome.html") is not None  # the deployed volume is untouched
+    assert host.domain(instance["name"]) is not None  # the deployed role is untouched
+    assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
 
 
 def test_a_host_that_is_down_is_one_clear_error(stack: auto.Stack, tmp_path: Path) -> None:
@@ -103,6 +70,6 @@ def test_a_host_that_is_down_is_one_clear_error(stack: auto.Stack, tmp_path: Pat
     with pytest.raises(auto.CommandError) as failure:
         stack.up()
     message = str(failure.value)
-    assert "cannot connect to libvirt" in message and "is libvirtd running" in message
-    assert "Traceback" not in message
+    assert "cannot connect to libvirt" in message and "is libvirtd running" in message, message
+    assert f"{tmp_path}/absent" in message and "Traceback" not in message
     stack.remove_config("cloudservice:uri")

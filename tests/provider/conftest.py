@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cloudservice.resources import _wire
 from cloudservice.resources.provider import CloudServiceProvider
-from cloudservice.virt import Host
 from pulumi.provider.experimental.provider import (
     CheckRequest,
     ConfigureRequest,
@@ -99,21 +95,3 @@ def provider(libvirt_uri: str) -> CloudServiceProvider:
         instance.configure(ConfigureRequest({}, _wire.encode({"uri": libvirt_uri}), True, True))
     )
     return instance
-
-
-@pytest.fixture
-def unique() -> str:
-    return f"cs-t{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def test_pool(host: Host, tmp_path: Path, unique: str) -> Iterator[str]:
-    """A pool for volume tests, removed with whatever is left in it."""
-    from cloudservice.virt import PoolSpec
-
-    name = f"{unique}-pool"
-    host.ensure_pool(PoolSpec(name=name, path=str(tmp_path / "pool")))
-    yield name
-    for path in (tmp_path / "pool").glob("*"):
-        host.delete_volume(name, path.name)
-    host.delete_pool(name)

@@ -17,11 +17,3 @@ def test_committed_schema_matches_the_models() -> None:
     assert generated == committed, (
         "provider/schema.json is stale: run `cloudservice schema > provider/schema.json`"
     )
-
-
-def test_replacing_inputs_are_marked_in_the_schema() -> None:
-    volume = build_schema(RESOURCES)["resources"]["cloudservice:index:Volume"]
-    marked = {
-        name for name, spec in volume["inputProperties"].items() if spec.get("replaceOnChanges")
-    }
-    assert marked == {"pool", "name", "format"}

@@ -38,13 +38,11 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 from ..virt import DEFAULT_URI, Host
 from . import _wire
 from ._base import Model, PartialFailure, Resource, wire_names
-from .network import Network
+from .retired import RETIRED
 from .schema import build_schema
-from .storage_pool import StoragePool
 from .vm_role import VmRole
-from .volume import Volume
 
-RESOURCES: tuple[type[Resource[Any, Any]], ...] = (StoragePool, Network, Volume, VmRole)
+RESOURCES: tuple[type[Resource[Any, Any]], ...] = (VmRole,)
 
 
 class CloudServiceProvider(Provider):
@@ -68,8 +66,7 @@ class CloudServiceProvider(Provider):
         return Host(self.uri)
 
     def _resource(self, urn_type: str) -> Resource[Any, Any]:
-        # A URN's type names the parents too: "cloudservice:index:CloudService$...:VmRole".
-        token = urn_type.rsplit("$", 1)[-1]
+        token = _token(urn_type)
         try:
             return self.resources[token]
         except KeyError:
@@ -107,6 +104,8 @@ class CloudServiceProvider(Provider):
         await asyncio.to_thread(self._delete, request)
 
     def _check(self, request: CheckRequest) -> CheckResponse:
+        if retired := RETIRED.get(_token(request.type)):
+            return CheckResponse(request.new_inputs, [CheckFailure("", retired.message)])
         resource = self._resource(request.type)
         news = _wire.decode(request.new_inputs)
         inputs, failures = resource.check(news.values, news.unknown)
@@ -155,6 +154,8 @@ class CloudServiceProvider(Provider):
         return CreateResponse(resource_id, _wire.encode(state.wire(), inputs.secret))
 
     def _read(self, request: ReadRequest) -> ReadResponse:
+        if _token(request.type) in RETIRED:  # as recorded: it is on its way out
+            return ReadResponse(request.resource_id, request.properties, request.inputs)
         resource = self._resource(request.type)
         current = _wire.decode(request.properties)
         state = resource.state_model.model_validate(current.values)
@@ -196,9 +197,18 @@ class CloudServiceProvider(Provider):
         return UpdateResponse(_wire.encode(state.wire(), news.secret))
 
     def _delete(self, request: DeleteRequest) -> None:
+        if retired := RETIRED.get(_token(request.type)):
+            with self._connect() as host:
+                retired.remove(host, request.resource_id, _wire.decode(request.properties).values)
+            return
         resource = self._resource(request.type)
         state = resource.state_model.model_validate(_wire.decode(request.properties).values)
         resource.delete(request.resource_id, state)
+
+
+def _token(urn_type: str) -> str:
+    # A URN's type names the parents too: "cloudservice:index:CloudService$...:VmRole".
+    return urn_type.rsplit("$", 1)[-1]
 
 
 def _output_names(resource: Resource[Any, Any]) -> set[str]:
