@@ -52,8 +52,7 @@ plugin: pulumi
 # Regenerate the Python SDK from the schema (a test checks the committed one is up to date).
 sdk: pulumi
 	@$(VENV)/bin/cloudservice schema > provider/schema.json
-	@rm -rf sdk/python
-	@$(BIN)/pulumi package gen-sdk provider/schema.json --language python -o sdk >/dev/null
+	@bash toolchain/gen-sdk.sh
 
 # The sample VM role's bootable disks (web-v1/v2/v3.vhd), built offline from Debian packages.
 images: libvirt

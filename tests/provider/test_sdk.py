@@ -20,12 +20,7 @@ def _files(root: Path) -> dict[str, Path]:
 def test_committed_sdk_is_generated_from_the_committed_schema(
     pulumi_cli: Path, tmp_path: Path
 ) -> None:
-    subprocess.run(
-        [pulumi_cli, "package", "gen-sdk", REPO / "provider" / "schema.json"]
-        + ["--language", "python", "-o", tmp_path],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(["bash", REPO / "toolchain" / "gen-sdk.sh", tmp_path], check=True)
     generated, committed = _files(tmp_path / "python"), _files(REPO / "sdk" / "python")
     assert sorted(generated) == sorted(committed), "run `make sdk`"
     stale = [name for name in generated if not filecmp.cmp(generated[name], committed[name], False)]
