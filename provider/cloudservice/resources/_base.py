@@ -2,8 +2,8 @@
 
 A resource is a pair of pydantic models plus a handler, as in pulumi-go-provider's `infer`:
 `Args` (the inputs, camelCase on the wire, `extra="forbid"`) and `State` (Args plus outputs).
-Fields that force a replacement carry `replace_on_changes()` in their metadata; the schema and
-the diff both read it from there, so it is said once.
+Which inputs force a replacement is said once, by `replace_properties()`; the schema and the
+diff both read it (a role reads the model's update rules, `model.ROLE_RULES`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,6 @@ from pydantic_core import to_jsonable_python
 
 from ..model import Model
 from ..virt import Host
-
-_REPLACE = "replaceOnChanges"
-
-
-def replace_on_changes() -> dict[str, Any]:
-    """Field metadata: changing this input replaces the resource."""
-    return {_REPLACE: True}
-
 
 Failures = list[tuple[str, str]]  # (property, reason)
 ArgsT = TypeVar("ArgsT", bound=Model)
@@ -61,16 +53,6 @@ def wire_names(model: type[Model]) -> dict[str, str]:
     return {name: info.alias or name for name, info in model.model_fields.items()}
 
 
-def replace_fields(model: type[Model]) -> set[str]:
-    """Wire names of the fields marked `replace_on_changes()`."""
-    marked = set()
-    for name, info in model.model_fields.items():
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get(_REPLACE):
-            marked.add(info.alias or name)
-    return marked
-
-
 class Resource(ABC, Generic[ArgsT, StateT]):
     """A custom resource: its token, its models and its lifecycle against a libvirt host."""
 
@@ -86,8 +68,8 @@ class Resource(ABC, Generic[ArgsT, StateT]):
 
     @classmethod
     def replace_properties(cls) -> set[str]:
-        """Wire names of the inputs whose change replaces the resource."""
-        return replace_fields(cls.args_model)
+        """Wire names of the inputs whose change replaces the resource (none by default)."""
+        return set()
 
     def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         """Validate inputs: (inputs to store, [(property, reason)]). Bad input never raises.
