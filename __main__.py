@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pulumi
 import pulumi_libvirt as libvirt
-from cloudservice.model import load_spec
+from cloudservice.model import ModelError, load_spec
 
 from components import CloudService
 
@@ -41,7 +41,11 @@ pool = libvirt.Pool(
 )
 
 service_file = Path(config.get("serviceFile") or "sample/service.yaml").resolve()
-spec = load_spec(service_file)
+try:
+    spec = load_spec(service_file)
+except ModelError as exc:
+    # A RunError is shown as one message, without a Python traceback.
+    raise pulumi.RunError(str(exc)) from None
 web_image = config.get("webImage")
 web_instances = config.get_int("webInstances")
 

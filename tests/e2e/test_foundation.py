@@ -62,6 +62,16 @@ def test_bad_input_is_one_clear_error_and_keeps_what_is_deployed(
     assert host.domain(instance["name"]) is not None  # the deployed role is untouched
     assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
 
+    # A service document the fabric cannot run: every problem named, by file and field.
+    document = project / "sample" / "service.yaml"
+    document.write_text(document.read_text().replace("instances: 2", "instances: 0"))
+    with pytest.raises(auto.CommandError) as failure:
+        stack.up()
+    message = str(failure.value)
+    assert f"{document}: configuration.roles[Web].instances" in message
+    assert "Traceback" not in message
+    assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
+
 
 def test_a_host_that_is_down_is_one_clear_error(stack: auto.Stack, tmp_path: Path) -> None:
     stack.set_config(
