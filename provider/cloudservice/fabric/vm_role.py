@@ -106,6 +106,9 @@ class VmRole:
     def __init__(self, host: Host, spec: VmRoleSpec) -> None:
         self.host, self.spec = host, spec
         self.chain = ImageChain(host, spec.pool, spec.name)
+        # Once per operation: the image's digest may mean reading the whole file.
+        self.sha256 = spec.sha256()
+        self.settings = spec.settings_digest()
 
     # -- deploy / observe / remove -------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class VmRole:
         """First deploy: upload the image, start the instances behind their gates. A failure
         before any instance runs leaves nothing behind."""
         try:
-            layer = self.chain.upload_base(self.spec.image, self.spec.sha256())
+            layer = self.chain.upload_base(self.spec.image, self.sha256)
         except BaseException:
             self._remove_first_deploy()
             raise
@@ -152,10 +155,9 @@ class VmRole:
 
     def needs_rollout(self, deployment: VmRoleDeployment) -> bool:
         """A new image, instances started with other settings, or a rollout left unfinished."""
-        settings = self.spec.settings_digest()
+        release = next((x.volume for x in deployment.layers if x.image_sha256 == self.sha256), None)
         return not deployment.rollout_complete or any(
-            i.settings != settings or not self._on_release(i, deployment)
-            for i in deployment.instances
+            i.settings != self.settings or i.layer != release for i in deployment.instances
         )
 
     def change(self, deployment: VmRoleDeployment, kind: ChangeKind | None) -> VmRoleDeployment:
@@ -169,11 +171,11 @@ class VmRole:
         """The change in service terms, for `pulumi preview --diff`, computed without side
         effects: blocks and bytes to upload, update domains that roll, instance counts."""
         parts = []
-        restart = any(i.settings != self.spec.settings_digest() for i in deployment.instances)
+        restart = any(i.settings != self.settings for i in deployment.instances)
         if self.needs_rollout(deployment):
-            parts.append(self.chain.preview(self.spec.image, self.spec.sha256(), deployment.layers))
+            parts.append(self.chain.preview(self.spec.image, self.sha256, deployment.layers))
             if restart:
-                parts.append(f"restart on VM size {self.spec.vm_size} and the endpoints given")
+                parts.append("restart on the VM size, endpoints and probe given")
             moving = [(i.name, i.update_domain) for i in deployment.instances]
             waves = rollout_waves(moving, self.spec.upgrade_mode, self.spec.manual_update_domain)
             touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
@@ -184,10 +186,6 @@ class VmRole:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _on_release(self, instance: Instance, deployment: VmRoleDeployment) -> bool:
-        release = next((x for x in deployment.layers if x.image_sha256 == self.spec.sha256()), None)
-        return release is not None and instance.layer == release.volume
-
     def _template(self, layer: Layer) -> InstanceTemplate:
         spec = self.spec
         return InstanceTemplate(
@@ -197,14 +195,14 @@ class VmRole:
             update_domain_count=spec.update_domain_count,
             endpoints=spec.endpoints,
             disk=layer.disk(spec.pool),
-            settings=spec.settings_digest(),
+            settings=self.settings,
         )
 
     def _release(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
         """Find or upload the release's layer, then roll instances onto it."""
         streamed_before = self.host.bytes_uploaded
         layer, layers = self.chain.release(
-            self.spec.image, self.spec.sha256(), deployment.layers, self.spec.max_chain_depth
+            self.spec.image, self.sha256, deployment.layers, self.spec.max_chain_depth
         )
         deployment = deployment.model_copy(
             update={

@@ -19,7 +19,7 @@ from ..model import (
     lookup_vm_size,
     properties_of_kind,
 )
-from ._base import Changes, Failures, FieldChange, PartialFailure, Resource, wire_names
+from ._base import Changes, Failures, FieldChange, PartialFailure, Resource
 
 
 class VmRoleArgs(fabric.VmRoleSpec):
@@ -119,13 +119,12 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
         return state.model_copy(update=changes)
 
     def update(self, resource_id: str, old: VmRoleState, new: VmRoleArgs) -> VmRoleState:
-        old_inputs, new_inputs = old.wire(), new.wire()
-        changed = [
-            p for p in wire_names(VmRoleArgs).values() if old_inputs.get(p) != new_inputs.get(p)
-        ]
+        # The planner's verdict on what changed, compared as the diff compares.
+        changes = super().diff(old.wire(), new.wire(), unknown=set(), ignore=set())
+        kind = change_kind(change.wire_name for change in changes.fields)
         with self.connect() as host:
             try:
-                deployment = fabric.VmRole(host, new).change(old.deployment(), change_kind(changed))
+                deployment = fabric.VmRole(host, new).change(old.deployment(), kind)
             except fabric.RolloutStopped as stopped:
                 raise PartialFailure(_state(new, stopped.state), str(stopped)) from stopped
         return _state(new, deployment)
