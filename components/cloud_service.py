@@ -1,25 +1,50 @@
 """`CloudService`: a whole service from its definition, configuration and role packages.
 
 The program hands over a `ServiceSpec` (see docs/model.md); the component validates it the
-way the fabric would, then declares one `VmRole` per VM role. Its outputs give every instance's
-name, host, update domain and endpoint URLs, and each role's image chain.
+way the fabric would, then declares one `VmRole` per VM role and one `WebRole` or `WorkerRole`
+per Web or Worker role. Web and Worker instances sit on the service's network at addresses
+fixed by their role's place in the definition, so every role is told the whole topology. Its
+outputs give every instance's name, host, update domain and endpoint URLs, and each role's
+image chain.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pulumi
+from cloudservice.fabric import instance_address
 from cloudservice.model import (
     ModelError,
     RoleDefinition,
     ServiceDefinition,
     ServiceSpec,
+    build_package,
     validate_service,
 )
-from pulumi_cloudservice import EndpointArgs, ProbeArgs, VmRole
+from pulumi_cloudservice import (
+    EndpointArgs,
+    LocalStorageArgs,
+    ProbeArgs,
+    StartupTaskArgs,
+    VmRole,
+    WebRole,
+    WorkerRole,
+)
+from pydantic import SecretStr
+
+# Web and Worker role k takes host numbers ADDRESS_BASE + k * ADDRESS_BLOCK + i of the subnet.
+ADDRESS_BASE = 10
+ADDRESS_BLOCK = 20
+# Internal endpoints without a fixed port get one from here, in definition order.
+FIRST_ASSIGNED_PORT = 20000
+PACKAGE_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloudservice" / "packages"
+)
 
 
 def _endpoints(role: RoleDefinition) -> list[EndpointArgs]:
@@ -52,6 +77,98 @@ def _probe(definition: ServiceDefinition, role: RoleDefinition) -> ProbeArgs | N
     )
 
 
+def _package_file(role: str, source: Path) -> str:
+    """A .cspkg as it is, or one built from a role directory (deterministic: same files, same
+    bytes, so an unchanged directory is no change)."""
+    if not source.is_dir():
+        return str(source)
+    PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    staging = PACKAGE_CACHE / f".{role}-{os.getpid()}.cspkg"
+    built = build_package(source, staging)
+    final = PACKAGE_CACHE / f"{role}-{built.digest[:16]}.cspkg"
+    os.replace(staging, final)
+    return str(final)
+
+
+def _topology(spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
+    """Every Web and Worker role's instances, addresses and endpoints (docs/guest.md)."""
+    roles: dict[str, Any] = {}
+    assigned = FIRST_ASSIGNED_PORT
+    for slot, role in enumerate(_package_roles(spec.definition)):
+        endpoints: dict[str, Any] = {}
+        for endpoint in role.input_endpoints:
+            port = endpoint.effective_local_port
+            endpoints[endpoint.name] = {"protocol": endpoint.protocol, "port": port}
+        for internal in role.internal_endpoints:
+            port = internal.port or assigned
+            assigned += internal.port is None
+            endpoints[internal.name] = {"protocol": internal.protocol, "port": port}
+        offset = ADDRESS_BASE + slot * ADDRESS_BLOCK
+        roles[role.name] = {
+            "instances": [
+                {
+                    "id": f"{role.name}_IN_{index}",
+                    "address": instance_address(cidr, offset, index),
+                    "updateDomain": index % spec.definition.update_domain_count,
+                    "endpoints": endpoints,
+                }
+                for index in range(counts[role.name])
+            ]
+        }
+    return json.dumps({"roles": roles}, sort_keys=True)
+
+
+def _with_probe(
+    optional: dict[str, Any], definition: ServiceDefinition, role: RoleDefinition
+) -> dict[str, Any]:
+    probe = _probe(definition, role)
+    return {**optional, "probe": probe} if probe is not None else optional
+
+
+def _role_program(role: RoleDefinition) -> dict[str, Any]:
+    """What the agent runs, from the definition (the package's manifest fills what is absent)."""
+    program: dict[str, Any] = {
+        "execution_context": str(role.execution_context),
+        "environment": {v.name: v.value for v in role.environment if v.value is not None},
+        "local_storage": [
+            LocalStorageArgs(
+                name=item.name,
+                size_mb=item.size_mb,
+                clean_on_role_recycle=item.clean_on_role_recycle,
+            )
+            for item in role.local_storage
+        ],
+        "startup_tasks": [
+            StartupTaskArgs(
+                command_line=task.command_line,
+                execution_context=str(task.execution_context),
+                task_type=str(task.task_type),
+            )
+            for task in role.startup_tasks
+        ],
+    }
+    if role.entry_point is not None and role.entry_point.command_line:
+        program["entry_point"] = role.entry_point.command_line
+        program["set_ready_on_process_start"] = role.entry_point.set_ready_on_process_start
+    return program
+
+
+def _settings(spec: ServiceSpec, role: str) -> dict[str, Any]:
+    """Plain settings, and secret ones as Pulumi secrets (secret in state, masked in previews)."""
+    configuration = next(r for r in spec.configuration.roles if r.name == role)
+    plain = {k: v for k, v in configuration.settings.items() if not isinstance(v, SecretStr)}
+    secret = {
+        k: v.get_secret_value()
+        for k, v in configuration.settings.items()
+        if isinstance(v, SecretStr)
+    }
+    return {"settings": plain, "secret_settings": pulumi.Output.secret(secret)}
+
+
+def _package_roles(definition: ServiceDefinition) -> list[RoleDefinition]:
+    return [role for role in definition.roles if role.kind in ("web", "worker")]
+
+
 def _volumes(layers: list[dict[str, Any]]) -> list[str]:
     # Nested outputs reach apply() as plain dicts of the schema's (camelCase) names.
     return [layer["volume"] for layer in layers]
@@ -63,7 +180,7 @@ class CloudService(pulumi.ComponentResource):
     `images` and `instance_counts` override the spec per role, for what differs per stack.
     """
 
-    roles: dict[str, VmRole]
+    roles: dict[str, VmRole | WebRole | WorkerRole]
     instances: pulumi.Output[list[dict[str, Any]]]
     image_chains: pulumi.Output[dict[str, list[str]]]
 
@@ -77,6 +194,10 @@ class CloudService(pulumi.ComponentResource):
         base_dir: Path,
         images: Mapping[str, str] | None = None,
         instance_counts: Mapping[str, int] | None = None,
+        network: pulumi.Input[str] | None = None,
+        cidr: str | None = None,
+        packages: Mapping[str, str] | None = None,
+        os_version: str | None = None,
         manual_update_domain: int | None = None,
         health_timeout_seconds: float | None = None,
         max_chain_depth: int | None = None,
@@ -95,18 +216,60 @@ class CloudService(pulumi.ComponentResource):
             images or {}
         )
         self.roles = {}
+        optional = {
+            "manual_update_domain": manual_update_domain,
+            "health_timeout_seconds": health_timeout_seconds,
+            "max_chain_depth": max_chain_depth,
+        }
+        optional = {key: value for key, value in optional.items() if value is not None}
+        package_roles = _package_roles(spec.definition)
+        if package_roles:
+            if network is None or cidr is None:
+                raise pulumi.RunError(
+                    f"service {spec.definition.name}: Web and Worker roles sit on the service's "
+                    "network: give CloudService a network and its cidr"
+                )
+            topology = self._topology(spec, cidr, counts)
+            sources = {n: a.package for n, a in spec.artifacts.items() if a.package}
+            sources |= dict(packages or {})
+            for slot, role in enumerate(package_roles):
+                if role.name not in sources:
+                    raise pulumi.RunError(
+                        f"role {role.name}: no package: give artifacts.{role.name}.package "
+                        "(a .cspkg or the role's directory)"
+                    )
+                source = Path(sources[role.name])
+                package = _package_file(
+                    role.name, source if source.is_absolute() else (base_dir / source).resolve()
+                )
+                kind = WebRole if role.kind == "web" else WorkerRole
+                self.roles[role.name] = kind(
+                    f"{name}-{role.name}",
+                    name=f"{prefix}-{role.name.lower()}",
+                    service=spec.definition.name,
+                    role=role.name,
+                    pool=pool,
+                    network=network,
+                    cidr=cidr,
+                    address_offset=ADDRESS_BASE + slot * ADDRESS_BLOCK,
+                    package=package,
+                    os_family=spec.configuration.os_family or "debian-12",
+                    os_version=os_version or spec.configuration.os_version,
+                    instance_count=counts[role.name],
+                    vm_size=role.vm_size,
+                    update_domain_count=spec.definition.update_domain_count,
+                    upgrade_mode=spec.configuration.upgrade_mode,
+                    endpoints=_endpoints(role),
+                    **_role_program(role),
+                    **_settings(spec, role.name),
+                    topology=topology,
+                    **_with_probe(optional, spec.definition, role),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
         for role in spec.definition.roles:
             if role.kind != "vm":
-                message = f"role {role.name}: only VM roles run on this fabric so far"
-                pulumi.log.warn(message, self)
                 continue
             image = Path(images.get(role.name, ""))
-            optional = {
-                "manual_update_domain": manual_update_domain,
-                "health_timeout_seconds": health_timeout_seconds,
-                "max_chain_depth": max_chain_depth,
-                "probe": _probe(spec.definition, role),
-            }
             self.roles[role.name] = VmRole(
                 f"{name}-{role.name}",
                 name=f"{prefix}-{role.name.lower()}",
@@ -117,7 +280,7 @@ class CloudService(pulumi.ComponentResource):
                 update_domain_count=spec.definition.update_domain_count,
                 upgrade_mode=spec.configuration.upgrade_mode,
                 endpoints=_endpoints(role),
-                **{key: value for key, value in optional.items() if value is not None},
+                **_with_probe(optional, spec.definition, role),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.instances = pulumi.Output.all(*[role.instances for role in self.roles.values()]).apply(
@@ -128,3 +291,9 @@ class CloudService(pulumi.ComponentResource):
             lambda chains: dict(zip(names, map(_volumes, chains), strict=True))
         )
         self.register_outputs({"instances": self.instances, "imageChains": self.image_chains})
+
+    def _topology(self, spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
+        try:
+            return _topology(spec, cidr, counts)
+        except ValueError as exc:  # more instances than the subnet's blocks hold
+            raise pulumi.RunError(f"service {spec.definition.name}: {exc}") from exc

@@ -8,15 +8,32 @@ provider's resources are thin handlers over this package.
     model, vhd, virt  ->  fabric  ->  resources  ->  components
 """
 
+from ._guest import AgentStatus, read_status
 from ._health import Probe, ProbeAnswer, free_loopback_port, probe_once, wait_healthy
-from ._instances import Endpoint, Instance, InstanceTemplate
+from ._instances import Endpoint, Instance, InstanceTemplate, ServiceNetwork, instance_address
 from ._layers import Layer, file_sha256
 from ._placement import Wave, rollout_waves, update_domain_of
 from ._rollout import HealthGate, Progress, roll, scale
 from .errors import FabricError, GateFailed, RolloutStopped
+from .package_role import (
+    LocalStorage,
+    PackageRole,
+    PackageRoleDeployment,
+    PackageRoleSpec,
+    StartupTask,
+)
 from .vm_role import VmRole, VmRoleDeployment, VmRoleSpec
 
 __all__ = [
+    "AgentStatus",
+    "LocalStorage",
+    "PackageRole",
+    "PackageRoleDeployment",
+    "PackageRoleSpec",
+    "ServiceNetwork",
+    "StartupTask",
+    "instance_address",
+    "read_status",
     "Endpoint",
     "FabricError",
     "GateFailed",

@@ -1,22 +1,33 @@
 """Role instances, whatever the role's kind: a domain booting from its own scratch overlay.
 
 An instance keeps no state worth keeping: starting one drops whatever was left of it first,
-so "start" is also "reimage". Its endpoints are forwarded from free ports on the host's
-loopback (QEMU user-mode networking; libvirt 9.0 has no working port forwarding of its own).
+so "start" is also "reimage". On the service's network an instance has a fixed address (a
+DHCP reservation of its MAC) and its endpoints answer there; without one, its endpoints are
+forwarded from free ports on the host's loopback (QEMU user-mode networking).
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field
 
 from ..model import Model, lookup_vm_size
-from ..virt import DomainSpec, Host, PortForward, VolumeInfo, detect_accelerator
+from ..virt import (
+    AttachedDisk,
+    DomainSpec,
+    Host,
+    NetworkInterface,
+    PortForward,
+    VolumeInfo,
+    detect_accelerator,
+)
 from ._health import free_loopback_port
 from ._placement import update_domain_of
 
@@ -45,6 +56,51 @@ class Instance(Model):
     healthy_after_seconds: float | None = Field(
         default=None, description="Seconds from start to the first healthy probe answer."
     )
+    # Web and Worker roles: what the guest agent runs (docs/guest.md).
+    package: str = Field(default="", description="SHA-256 of the role package it runs.")
+    configuration: str = Field(default="", description="Digest of its configuration document.")
+    generation: int = Field(default=0, description="Generation of its configuration medium.")
+    uptime_seconds: float | None = Field(
+        default=None, description="Guest uptime its agent reported at the last health gate."
+    )
+
+
+@dataclass(frozen=True)
+class ServiceNetwork:
+    """The service's libvirt network, and the block of its addresses a role's instances take:
+    instance i of the role is host number `offset + i` of `cidr`, whoever starts it."""
+
+    name: str
+    cidr: str
+    offset: int
+
+    def address(self, index: int) -> str:
+        return instance_address(self.cidr, self.offset, index)
+
+    @staticmethod
+    def mac(instance: str) -> str:
+        # Stable per instance name: the reservation outlives reimages. 52:54:00 is QEMU's prefix.
+        digest = hashlib.sha256(instance.encode()).digest()
+        return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def instance_address(cidr: str, offset: int, index: int) -> str:
+    network = ipaddress.ip_network(cidr)
+    number = offset + index
+    if not 2 <= number < network.num_addresses - 1:  # .1 is the host's end of the bridge
+        raise ValueError(f"instance {index} at offset {offset} does not fit in {cidr}")
+    return str(network.network_address + number)
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """What a role kind attaches to an instance besides its boot disk (docs/guest.md)."""
+
+    disks: tuple[AttachedDisk, ...] = ()
+    channels: tuple[str, ...] = ()
+    package: str = ""
+    configuration: str = ""
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +114,9 @@ class InstanceTemplate:
     endpoints: Sequence[Endpoint]
     disk: VolumeInfo  # read-only: the instance's overlay backs onto it
     settings: str  # digest of what else the instance starts with
+    network: ServiceNetwork | None = None  # None: loopback forwards (user-mode networking)
+    # Called with the instance's name and index when it starts: its media and channels.
+    attach: Callable[[str, int], Attachments] = field(default=lambda _name, _index: Attachments())
 
 
 def instance_name(role: str, index: int) -> str:
@@ -78,9 +137,23 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
     drop_instance(host, template.pool, name)
     disk = template.disk
     overlay = host.create_overlay(template.pool, f"{name}.qcow2", disk, disk.capacity)
-    ports = {endpoint.name: free_loopback_port() for endpoint in template.endpoints}
     size = lookup_vm_size(template.vm_size)
     domain = update_domain_of(index, template.update_domain_count)
+    attachments = template.attach(name, index)
+    forwards: tuple[PortForward, ...] = ()
+    interfaces: tuple[NetworkInterface, ...] = ()
+    if template.network is None:
+        address = LOOPBACK
+        ports = {endpoint.name: free_loopback_port() for endpoint in template.endpoints}
+        forwards = tuple(
+            PortForward(host_port=ports[e.name], guest_port=e.port) for e in template.endpoints
+        )
+    else:
+        network = template.network
+        address, mac = network.address(index), network.mac(name)
+        host.reserve_address(network.name, mac, address, name)
+        ports = {endpoint.name: endpoint.port for endpoint in template.endpoints}
+        interfaces = (NetworkInterface(network=network.name, mac=mac),)
     host.define_domain(
         DomainSpec(
             name=name,
@@ -89,9 +162,10 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
             memory_mib=size.memory_mib,
             disk_path=overlay.path,
             serial_log=f"{SERIAL_LOG_DIR}/{name}-serial.log",
-            forwards=tuple(
-                PortForward(host_port=ports[e.name], guest_port=e.port) for e in template.endpoints
-            ),
+            forwards=forwards,
+            interfaces=interfaces,
+            disks=attachments.disks,
+            channels=attachments.channels,
             metadata={"role": template.role, "updateDomain": str(domain), "layer": disk.name},
         )
     )
@@ -100,18 +174,28 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
         name=name,
         update_domain=domain,
         host=host.uri,
-        address=LOOPBACK,
+        address=address,
         ports=ports,
-        urls=[f"{e.protocol}://{LOOPBACK}:{ports[e.name]}/" for e in template.endpoints],
+        urls=[f"{e.protocol}://{address}:{ports[e.name]}/" for e in template.endpoints],
         layer=disk.name,
         settings=template.settings,
         started_at=time.time(),
+        package=attachments.package,
+        configuration=attachments.configuration,
+        generation=attachments.generation,
     )
 
 
-def drop_instance(host: Host, pool: str, name: str) -> None:
+def drop_instance(host: Host, pool: str, name: str, network: ServiceNetwork | None = None) -> None:
+    """Stop and delete an instance: its domain, overlay and media; with `network`, its
+    address reservation too (a reimage keeps it)."""
     host.delete_domain(name)
-    host.delete_volume(pool, f"{name}.qcow2")
+    media = re.compile(rf"^{re.escape(name)}(\.qcow2|-config-\d+\.raw)$")
+    for volume in host.volume_names(pool):
+        if media.match(volume):
+            host.delete_volume(pool, volume)
+    if network is not None:
+        host.release_address(network.name, network.mac(name))
 
 
 def instance_alive(host: Host, pool: str, instance: Instance) -> bool:

@@ -11,12 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..model import UpgradeMode
 from ._health import Probe, wait_healthy
 from ._instances import Endpoint, Instance, instance_index, sorted_instances
 from ._placement import rollout_waves
 from .errors import GateFailed, RolloutStopped
+
+
+class Gate(Protocol):
+    def wait(self, instances: Sequence[Instance]) -> list[Instance]:
+        """The instances once healthy (with their boot-to-healthy time), or GateFailed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def roll(
     instances: Sequence[Instance],
     outdated: Callable[[Instance], bool],
     restart: Callable[[Instance], Instance],
-    gate: HealthGate,
+    gate: Gate,
     mode: UpgradeMode,
     manual_limit: int | None = None,
 ) -> Progress:
@@ -101,7 +108,7 @@ def scale(
     count: int,
     start: Callable[[int], Instance],
     drop: Callable[[Instance], None],
-    gate: HealthGate,
+    gate: Gate,
 ) -> tuple[list[Instance], bool]:
     """Instances 0..count-1: missing ones started (behind the gate), those past it dropped.
 

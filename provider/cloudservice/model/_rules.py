@@ -7,7 +7,8 @@ cloud-services-update-azure-service). The planner (`plan_update`), the provider'
 update, the Pulumi schema's replace marks and the README's resource table all read this table;
 a test checks that they agree.
 
-Keys are a role resource's input properties, by their camelCase names.
+Keys are the role resources' input properties (VmRole, WebRole, WorkerRole), by their
+camelCase names.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ ROLE_RULES: dict[str, ChangeRule] = {
     "pool": ChangeRule(
         ChangeKind.REPLACE, "where the role's disks live on the host: a new place is a new role"
     ),
+    "service": ChangeRule(ChangeKind.REPLACE, "the service a role belongs to is its identity"),
+    "role": ChangeRule(
+        ChangeKind.REPLACE,
+        '[not supported: "Changing the name of a role. Remove and then add the role"]',
+    ),
+    "network": ChangeRule(
+        ChangeKind.REPLACE, "the service network instances sit on: a new one is a new role"
+    ),
+    "cidr": ChangeRule(ChangeKind.REPLACE, "instances' addresses: as network"),
+    "addressOffset": ChangeRule(ChangeKind.REPLACE, "instances' addresses: as network"),
     "updateDomainCount": ChangeRule(
         ChangeKind.REPLACE, '[not supported: "Changing of the Upgrade Domain count."]'
     ),
@@ -51,6 +62,30 @@ ROLE_RULES: dict[str, ChangeRule] = {
         '[table: "Deploy new code" - in-place: Yes]: a VM role\'s image is its code',
     ),
     "imageSha256": ChangeRule(ChangeKind.ROLLING_UPGRADE, "the image's content: as image"),
+    "package": ChangeRule(
+        ChangeKind.ROLLING_UPGRADE,
+        '[table: "Deploy new code" - in-place: Yes]: the agent restarts the role on it',
+    ),
+    "packageSha256": ChangeRule(ChangeKind.ROLLING_UPGRADE, "the package's content: as package"),
+    "osFamily": ChangeRule(
+        ChangeKind.ROLLING_UPGRADE, '[table: "Operating system version" - in-place: Yes]: reimage'
+    ),
+    "osVersion": ChangeRule(ChangeKind.ROLLING_UPGRADE, "as osFamily"),
+    "osResolved": ChangeRule(
+        ChangeKind.ROLLING_UPGRADE, "the version osVersion chose: as osFamily"
+    ),
+    "osImage": ChangeRule(ChangeKind.ROLLING_UPGRADE, "that version's image: as osFamily"),
+    "osImageSha256": ChangeRule(ChangeKind.ROLLING_UPGRADE, "its content: as osFamily"),
+    "entryPoint": ChangeRule(
+        ChangeKind.ROLLING_UPGRADE, "part of the definition, which ships with new code"
+    ),
+    "setReadyOnProcessStart": ChangeRule(ChangeKind.ROLLING_UPGRADE, "as entryPoint"),
+    "executionContext": ChangeRule(ChangeKind.ROLLING_UPGRADE, "as entryPoint"),
+    "startupTasks": ChangeRule(ChangeKind.ROLLING_UPGRADE, "as entryPoint"),
+    "environment": ChangeRule(ChangeKind.ROLLING_UPGRADE, "as entryPoint"),
+    "localStorage": ChangeRule(
+        ChangeKind.ROLLING_UPGRADE, '[table: "Local storage settings" - in-place: Yes]'
+    ),
     "vmSize": ChangeRule(
         ChangeKind.ROLLING_UPGRADE, '[table: "Virtual machine size" - in-place: Yes]'
     ),
@@ -64,6 +99,16 @@ ROLE_RULES: dict[str, ChangeRule] = {
     ),
     "instanceCount": ChangeRule(
         ChangeKind.SCALE, '[table: "Number of instances of a particular role" - in-place: Yes]'
+    ),
+    "settings": ChangeRule(
+        ChangeKind.IN_PLACE,
+        '[table: "Configuration settings" - in-place: Yes]: a new configuration medium; '
+        "the agent signals the role, nothing reboots",
+    ),
+    "secretSettings": ChangeRule(ChangeKind.IN_PLACE, "as settings"),
+    "onConfigurationChange": ChangeRule(ChangeKind.IN_PLACE, "as settings"),
+    "topology": ChangeRule(
+        ChangeKind.IN_PLACE, "the service's instances, as the role sees them: as settings"
     ),
     "upgradeMode": ChangeRule(ChangeKind.IN_PLACE, _DEPLOYMENT_SETTING),
     "manualUpdateDomain": ChangeRule(ChangeKind.IN_PLACE, _DEPLOYMENT_SETTING),

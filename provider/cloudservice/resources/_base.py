@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from ..model import Model
+from ..model import ChangeKind, Model, properties_of_kind
 from ..virt import Host
 
 Failures = list[tuple[str, str]]  # (property, reason)
@@ -121,6 +121,11 @@ class Resource(ABC, Generic[ArgsT, StateT]):
 
     @abstractmethod
     def delete(self, resource_id: str, state: StateT) -> None: ...
+
+
+def role_replace_properties(args: type[Model]) -> set[str]:
+    """A role resource's inputs that the update rules (`model.ROLE_RULES`) say replace it."""
+    return set(properties_of_kind(ChangeKind.REPLACE)) & set(wire_names(args).values())
 
 
 def _with_defaults(model: type[Model], inputs: dict[str, Any], unknown: set[str]) -> dict[str, Any]:

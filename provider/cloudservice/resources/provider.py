@@ -41,8 +41,10 @@ from ._base import Model, PartialFailure, Resource, wire_names
 from .retired import RETIRED
 from .schema import build_schema
 from .vm_role import VmRole
+from .web_role import WebRole
+from .worker_role import WorkerRole
 
-RESOURCES: tuple[type[Resource[Any, Any]], ...] = (VmRole,)
+RESOURCES: tuple[type[Resource[Any, Any]], ...] = (VmRole, WebRole, WorkerRole)
 
 
 class CloudServiceProvider(Provider):

@@ -55,6 +55,8 @@ class _Builder:
             prop["description"] = description
         if schema.get("default") is not None and prop.get("type") in _PRIMITIVES:
             prop["default"] = schema["default"]
+        if schema.get("secret"):
+            prop["secret"] = True  # SDKs wrap it as a secret; state and previews keep it so
         return prop
 
     def properties(self, model: type[Model]) -> tuple[dict[str, Any], list[str]]:

@@ -13,13 +13,18 @@ from typing import Any
 
 from .. import fabric, vhd
 from ..model import (
-    ChangeKind,
     ModelError,
     change_kind,
     lookup_vm_size,
-    properties_of_kind,
 )
-from ._base import Changes, Failures, FieldChange, PartialFailure, Resource
+from ._base import (
+    Changes,
+    Failures,
+    FieldChange,
+    PartialFailure,
+    Resource,
+    role_replace_properties,
+)
 
 
 class VmRoleArgs(fabric.VmRoleSpec):
@@ -48,7 +53,7 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
 
     @classmethod
     def replace_properties(cls) -> set[str]:
-        return set(properties_of_kind(ChangeKind.REPLACE))
+        return role_replace_properties(cls.args_model)
 
     # -- check / diff --------------------------------------------------------------------------
 

@@ -5,7 +5,15 @@ Never imports pulumi. XML is built only in `xml.py`; libvirt errors are mapped t
 
 from ._accel import AcceleratorReport, detect_accelerator, probe_kvm
 from ._host import DEFAULT_URI, DomainInfo, Host, NetworkInfo, PoolInfo, VolumeInfo
-from ._specs import DomainSpec, NetworkSpec, PoolSpec, PortForward, VolumeSpec
+from ._specs import (
+    AttachedDisk,
+    DomainSpec,
+    NetworkInterface,
+    NetworkSpec,
+    PoolSpec,
+    PortForward,
+    VolumeSpec,
+)
 from .errors import (
     DomainNotFound,
     HostUnavailable,
@@ -18,6 +26,7 @@ from .errors import (
 __all__ = [
     "DEFAULT_URI",
     "AcceleratorReport",
+    "AttachedDisk",
     "DomainInfo",
     "DomainNotFound",
     "DomainSpec",
@@ -25,6 +34,7 @@ __all__ = [
     "HostUnavailable",
     "HypervisorError",
     "NetworkInfo",
+    "NetworkInterface",
     "NetworkSpec",
     "ObjectExists",
     "ObjectNotFound",

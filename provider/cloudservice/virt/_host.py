@@ -6,7 +6,10 @@ XML comes from `xml.py`; objects are looked up by name and described by small fr
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ import libvirt
 
 from . import xml
 from ._errors_map import libvirt_errors
-from ._specs import DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
+from ._specs import AttachedDisk, DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
 from .errors import (
     DomainNotFound,
     HostUnavailable,
@@ -252,6 +255,15 @@ class Host:
             stream.finish()
         return written
 
+    def upload_bytes(self, pool_name: str, name: str, data: bytes) -> VolumeInfo:
+        """A small raw volume holding `data` (replacing one of that name): a medium to attach."""
+        self.delete_volume(pool_name, name)
+        with tempfile.NamedTemporaryFile(prefix=".cs-medium-") as temporary:
+            temporary.write(data)
+            temporary.flush()
+            spec = VolumeSpec(name=name, capacity=len(data), format="raw")
+            return self.upload_volume(pool_name, spec, Path(temporary.name))
+
     def _active_pool(self, name: str) -> libvirt.virStoragePool:
         pool = self._lookup_pool(name)
         with libvirt_errors(f"storage pool {name!r}"):
@@ -337,6 +349,45 @@ class Host:
                 network.destroy()
             network.undefine()
 
+    def reserve_address(self, network_name: str, mac: str, address: str, name: str) -> None:
+        """A DHCP reservation: the NIC with `mac` always gets `address` (live and persistent).
+
+        Reservations of the same MAC or address made earlier (a reimage, a leftover) are
+        replaced, so the call is idempotent.
+        """
+        what = f"network {network_name!r}"
+        with libvirt_errors(what):
+            network = self._conn.networkLookupByName(network_name)
+            root = ET.fromstring(network.XMLDesc(0))
+            for host in root.findall("ip/dhcp/host"):
+                if (host.get("mac"), host.get("ip"), host.get("name")) == (mac, address, name):
+                    return
+                if host.get("mac") == mac or host.get("ip") == address:
+                    self._update_dhcp_host(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, host)
+            entry = ET.fromstring(xml.dhcp_host_xml(mac, address, name))
+            self._update_dhcp_host(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, entry)
+
+    def release_address(self, network_name: str, mac: str) -> None:
+        """Drop the reservation of `mac`. A missing network or reservation is not an error."""
+        try:
+            with libvirt_errors(f"network {network_name!r}"):
+                network = self._conn.networkLookupByName(network_name)
+        except ObjectNotFound:
+            return
+        with libvirt_errors(f"network {network_name!r}"):
+            root = ET.fromstring(network.XMLDesc(0))
+            for host in root.findall("ip/dhcp/host"):
+                if host.get("mac") == mac:
+                    self._update_dhcp_host(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, host)
+
+    @staticmethod
+    def _update_dhcp_host(network: libvirt.virNetwork, command: int, host: ET.Element) -> None:
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if network.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        entry = ET.tostring(host, encoding="unicode")
+        network.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, entry, flags)
+
     @staticmethod
     def _network_info(network: libvirt.virNetwork) -> NetworkInfo:
         root = ET.fromstring(network.XMLDesc(0))
@@ -403,6 +454,43 @@ class Host:
             return
         with libvirt_errors(f"domain {name!r}"):
             domain.undefine()
+
+    def change_media(self, name: str, disk: AttachedDisk) -> None:
+        """Swap the medium of a domain's cdrom, live when it runs, and in its definition."""
+        domain = self._lookup_domain(name)
+        with libvirt_errors(f"domain {name!r}"):
+            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if domain.isActive():
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            domain.updateDeviceFlags(xml.disk_xml(disk), flags)
+
+    def read_channel(self, name: str, channel: str, seconds: float) -> bytes:
+        """What the guest writes on a virtio-serial channel during `seconds` (b"" if nothing).
+
+        The stream is read in a thread: libvirt streams block, and a guest may write nothing.
+        """
+        domain = self._lookup_domain(name)
+        received = bytearray()
+        with libvirt_errors(f"channel {channel!r} of domain {name!r}"):
+            stream = self._conn.newStream(0)
+            domain.openChannel(channel, stream, libvirt.VIR_DOMAIN_CHANNEL_FORCE)
+
+        def pump() -> None:
+            try:
+                while chunk := stream.recv(65536):
+                    if isinstance(chunk, int):  # -2: would block
+                        continue
+                    received.extend(chunk)
+            except libvirt.libvirtError:
+                pass  # aborted below, or the domain went away: what came is what we have
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        reader.join(seconds)
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        reader.join(1)
+        return bytes(received)
 
     def domain(self, name: str) -> DomainInfo | None:
         try:

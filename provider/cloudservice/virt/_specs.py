@@ -66,6 +66,23 @@ class PortForward(_Spec):
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
+class NetworkInterface(_Spec):
+    """A NIC on a libvirt network: the network's DHCP reservation for `mac` gives its address."""
+
+    network: str = Field(pattern=_NAME)
+    mac: str = Field(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+
+class AttachedDisk(_Spec):
+    """A disk beside the boot disk: read-only media (a package) or a cdrom that can be swapped."""
+
+    path: str
+    target: str = Field(pattern=r"^(vd|hd)[a-z]$", description="vdb, vdc (virtio) or hdc (IDE).")
+    format: VolumeFormat = "raw"
+    device: Literal["disk", "cdrom"] = "disk"
+    readonly: bool = True
+
+
 class DomainSpec(_Spec):
     """One role instance: a guest booting from its own overlay disk."""
 
@@ -79,4 +96,8 @@ class DomainSpec(_Spec):
     # Endpoints reach the guest through QEMU user-mode networking, forwarded from the host's
     # loopback: libvirt 9.0 has no working port forwarding of its own (passt is ignored).
     forwards: tuple[PortForward, ...] = ()
+    interfaces: tuple[NetworkInterface, ...] = ()
+    disks: tuple[AttachedDisk, ...] = ()
+    # virtio-serial ports the guest sees as /dev/virtio-ports/<name>, the host reads by stream.
+    channels: tuple[str, ...] = ()
     metadata: dict[str, str] = Field(default_factory=dict)

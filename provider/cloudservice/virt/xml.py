@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import xml.etree.ElementTree as ET
 
-from ._specs import DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
+from ._specs import AttachedDisk, DomainSpec, NetworkInterface, NetworkSpec, PoolSpec, VolumeSpec
 
 # libvirt's storage driver names VHD "vpc", as qemu does.
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -78,7 +78,13 @@ def domain_xml(spec: DomainSpec) -> str:
     _text(domain, "on_crash", "destroy")
     devices = ET.SubElement(domain, "devices")
     _disk(devices, spec)
+    for attached in spec.disks:
+        devices.append(attached_disk_element(attached))
+    for interface in spec.interfaces:
+        _interface(devices, interface)
     _serial_console(devices, spec.serial_log)
+    for channel in spec.channels:
+        _channel(devices, channel)
     ET.SubElement(ET.SubElement(devices, "video"), "model", type="none")
     ET.SubElement(devices, "memballoon", model="none")
     if spec.forwards:
@@ -91,6 +97,38 @@ def _disk(devices: ET.Element, spec: DomainSpec) -> None:
     ET.SubElement(disk, "driver", name="qemu", type=spec.disk_format)
     ET.SubElement(disk, "source", file=spec.disk_path)
     ET.SubElement(disk, "target", dev="vda", bus="virtio")
+
+
+def attached_disk_element(spec: AttachedDisk) -> ET.Element:
+    """A disk beside the boot disk; also what `update-device` gets to swap a cdrom's medium."""
+    disk = ET.Element("disk", type="file", device=spec.device)
+    ET.SubElement(disk, "driver", name="qemu", type=spec.format)
+    ET.SubElement(disk, "source", file=spec.path)
+    bus = "virtio" if spec.target.startswith("vd") else "ide"
+    ET.SubElement(disk, "target", dev=spec.target, bus=bus)
+    if spec.readonly:
+        ET.SubElement(disk, "readonly")
+    return disk
+
+
+def disk_xml(spec: AttachedDisk) -> str:
+    return _render(attached_disk_element(spec))
+
+
+def _interface(devices: ET.Element, spec: NetworkInterface) -> None:
+    interface = ET.SubElement(devices, "interface", type="network")
+    ET.SubElement(interface, "mac", address=spec.mac)
+    ET.SubElement(interface, "source", network=spec.network)
+    ET.SubElement(interface, "model", type="virtio")
+
+
+def _channel(devices: ET.Element, name: str) -> None:
+    channel = ET.SubElement(devices, "channel", type="pty")
+    ET.SubElement(channel, "target", type="virtio", name=name)
+
+
+def dhcp_host_xml(mac: str, address: str, name: str) -> str:
+    return _render(ET.Element("host", mac=mac, name=name, ip=address))
 
 
 def _serial_console(devices: ET.Element, log_path: str) -> None:

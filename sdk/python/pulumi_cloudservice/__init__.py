@@ -8,6 +8,8 @@ import typing
 # Export this package's modules as members:
 from .provider import *
 from .vm_role import *
+from .web_role import *
+from .worker_role import *
 from ._inputs import *
 from . import outputs
 
@@ -26,7 +28,9 @@ _utilities.register(
   "mod": "index",
   "fqn": "pulumi_cloudservice",
   "classes": {
-   "cloudservice:index:VmRole": "VmRole"
+   "cloudservice:index:VmRole": "VmRole",
+   "cloudservice:index:WebRole": "WebRole",
+   "cloudservice:index:WorkerRole": "WorkerRole"
   }
  }
 ]

@@ -17,8 +17,12 @@ from . import _utilities
 __all__ = [
     'EndpointArgs',
     'EndpointArgsDict',
+    'LocalStorageArgs',
+    'LocalStorageArgsDict',
     'ProbeArgs',
     'ProbeArgsDict',
+    'StartupTaskArgs',
+    'StartupTaskArgsDict',
 ]
 
 class EndpointArgsDict(TypedDict):
@@ -94,6 +98,78 @@ class EndpointArgs:
     @protocol.setter
     def protocol(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "protocol", value)
+
+
+class LocalStorageArgsDict(TypedDict):
+    name: pulumi.Input[_builtins.str]
+    """
+    Local storage name.
+    """
+    clean_on_role_recycle: NotRequired[pulumi.Input[Optional[_builtins.bool]]]
+    """
+    Emptied when the role restarts.
+    """
+    size_mb: NotRequired[pulumi.Input[Optional[_builtins.int]]]
+    """
+    Size in MB.
+    """
+
+@pulumi.input_type
+class LocalStorageArgs:
+    def __init__(__self__, *,
+                 name: pulumi.Input[_builtins.str],
+                 clean_on_role_recycle: pulumi.Input[Optional[_builtins.bool]] = None,
+                 size_mb: pulumi.Input[Optional[_builtins.int]] = None):
+        """
+        :param pulumi.Input[_builtins.str] name: Local storage name.
+        :param pulumi.Input[_builtins.bool] clean_on_role_recycle: Emptied when the role restarts.
+        :param pulumi.Input[_builtins.int] size_mb: Size in MB.
+        """
+        pulumi.set(__self__, "name", name)
+        if clean_on_role_recycle is None:
+            clean_on_role_recycle = True
+        if clean_on_role_recycle is not None:
+            pulumi.set(__self__, "clean_on_role_recycle", clean_on_role_recycle)
+        if size_mb is None:
+            size_mb = 100
+        if size_mb is not None:
+            pulumi.set(__self__, "size_mb", size_mb)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> pulumi.Input[_builtins.str]:
+        """
+        Local storage name.
+        """
+        return pulumi.get(self, "name")
+
+    @name.setter
+    def name(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "name", value)
+
+    @_builtins.property
+    @pulumi.getter(name="cleanOnRoleRecycle")
+    def clean_on_role_recycle(self) -> pulumi.Input[Optional[_builtins.bool]]:
+        """
+        Emptied when the role restarts.
+        """
+        return pulumi.get(self, "clean_on_role_recycle")
+
+    @clean_on_role_recycle.setter
+    def clean_on_role_recycle(self, value: pulumi.Input[Optional[_builtins.bool]]):
+        pulumi.set(self, "clean_on_role_recycle", value)
+
+    @_builtins.property
+    @pulumi.getter(name="sizeMb")
+    def size_mb(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        Size in MB.
+        """
+        return pulumi.get(self, "size_mb")
+
+    @size_mb.setter
+    def size_mb(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "size_mb", value)
 
 
 class ProbeArgsDict(TypedDict):
@@ -216,5 +292,77 @@ class ProbeArgs:
     @timeout_seconds.setter
     def timeout_seconds(self, value: pulumi.Input[Optional[_builtins.float]]):
         pulumi.set(self, "timeout_seconds", value)
+
+
+class StartupTaskArgsDict(TypedDict):
+    command_line: pulumi.Input[_builtins.str]
+    """
+    Command, run in the package root.
+    """
+    execution_context: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    limited (the role's user) or elevated (root). One of: limited, elevated.
+    """
+    task_type: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    simple (must exit 0 first), background or foreground. One of: simple, background, foreground.
+    """
+
+@pulumi.input_type
+class StartupTaskArgs:
+    def __init__(__self__, *,
+                 command_line: pulumi.Input[_builtins.str],
+                 execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 task_type: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        :param pulumi.Input[_builtins.str] command_line: Command, run in the package root.
+        :param pulumi.Input[_builtins.str] execution_context: limited (the role's user) or elevated (root). One of: limited, elevated.
+        :param pulumi.Input[_builtins.str] task_type: simple (must exit 0 first), background or foreground. One of: simple, background, foreground.
+        """
+        pulumi.set(__self__, "command_line", command_line)
+        if execution_context is None:
+            execution_context = 'limited'
+        if execution_context is not None:
+            pulumi.set(__self__, "execution_context", execution_context)
+        if task_type is None:
+            task_type = 'simple'
+        if task_type is not None:
+            pulumi.set(__self__, "task_type", task_type)
+
+    @_builtins.property
+    @pulumi.getter(name="commandLine")
+    def command_line(self) -> pulumi.Input[_builtins.str]:
+        """
+        Command, run in the package root.
+        """
+        return pulumi.get(self, "command_line")
+
+    @command_line.setter
+    def command_line(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "command_line", value)
+
+    @_builtins.property
+    @pulumi.getter(name="executionContext")
+    def execution_context(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        limited (the role's user) or elevated (root). One of: limited, elevated.
+        """
+        return pulumi.get(self, "execution_context")
+
+    @execution_context.setter
+    def execution_context(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "execution_context", value)
+
+    @_builtins.property
+    @pulumi.getter(name="taskType")
+    def task_type(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        simple (must exit 0 first), background or foreground. One of: simple, background, foreground.
+        """
+        return pulumi.get(self, "task_type")
+
+    @task_type.setter
+    def task_type(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "task_type", value)
 
 

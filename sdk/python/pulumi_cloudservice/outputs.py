@@ -18,7 +18,9 @@ __all__ = [
     'Endpoint',
     'Instance',
     'Layer',
+    'LocalStorage',
     'Probe',
+    'StartupTask',
 ]
 
 @pulumi.output_type
@@ -81,6 +83,8 @@ class Instance(dict):
             suggest = "update_domain"
         elif key == "healthyAfterSeconds":
             suggest = "healthy_after_seconds"
+        elif key == "uptimeSeconds":
+            suggest = "uptime_seconds"
 
         if suggest:
             pulumi.log.warn(f"Key '{key}' not found in Instance. Access the value via the '{suggest}' property getter instead.")
@@ -102,14 +106,22 @@ class Instance(dict):
                  started_at: _builtins.float,
                  update_domain: _builtins.int,
                  urls: Sequence[_builtins.str],
+                 configuration: Optional[_builtins.str] = None,
+                 generation: Optional[_builtins.int] = None,
                  healthy_after_seconds: Optional[_builtins.float] = None,
-                 settings: Optional[_builtins.str] = None):
+                 package: Optional[_builtins.str] = None,
+                 settings: Optional[_builtins.str] = None,
+                 uptime_seconds: Optional[_builtins.float] = None):
         """
         :param _builtins.str address: Where its endpoints answer: the host's loopback.
         :param _builtins.str host: The libvirt host the instance runs on (its URI).
         :param _builtins.float started_at: When the instance was last (re)started, Unix time.
+        :param _builtins.str configuration: Digest of its configuration document.
+        :param _builtins.int generation: Generation of its configuration medium.
         :param _builtins.float healthy_after_seconds: Seconds from start to the first healthy probe answer.
+        :param _builtins.str package: SHA-256 of the role package it runs.
         :param _builtins.str settings: Digest of the VM size and endpoints it was started with.
+        :param _builtins.float uptime_seconds: Guest uptime its agent reported at the last health gate.
         """
         pulumi.set(__self__, "address", address)
         pulumi.set(__self__, "host", host)
@@ -119,12 +131,26 @@ class Instance(dict):
         pulumi.set(__self__, "started_at", started_at)
         pulumi.set(__self__, "update_domain", update_domain)
         pulumi.set(__self__, "urls", urls)
+        if configuration is None:
+            configuration = ''
+        if configuration is not None:
+            pulumi.set(__self__, "configuration", configuration)
+        if generation is None:
+            generation = 0
+        if generation is not None:
+            pulumi.set(__self__, "generation", generation)
         if healthy_after_seconds is not None:
             pulumi.set(__self__, "healthy_after_seconds", healthy_after_seconds)
+        if package is None:
+            package = ''
+        if package is not None:
+            pulumi.set(__self__, "package", package)
         if settings is None:
             settings = ''
         if settings is not None:
             pulumi.set(__self__, "settings", settings)
+        if uptime_seconds is not None:
+            pulumi.set(__self__, "uptime_seconds", uptime_seconds)
 
     @_builtins.property
     @pulumi.getter
@@ -176,6 +202,22 @@ class Instance(dict):
         return pulumi.get(self, "urls")
 
     @_builtins.property
+    @pulumi.getter
+    def configuration(self) -> Optional[_builtins.str]:
+        """
+        Digest of its configuration document.
+        """
+        return pulumi.get(self, "configuration")
+
+    @_builtins.property
+    @pulumi.getter
+    def generation(self) -> Optional[_builtins.int]:
+        """
+        Generation of its configuration medium.
+        """
+        return pulumi.get(self, "generation")
+
+    @_builtins.property
     @pulumi.getter(name="healthyAfterSeconds")
     def healthy_after_seconds(self) -> Optional[_builtins.float]:
         """
@@ -185,11 +227,27 @@ class Instance(dict):
 
     @_builtins.property
     @pulumi.getter
+    def package(self) -> Optional[_builtins.str]:
+        """
+        SHA-256 of the role package it runs.
+        """
+        return pulumi.get(self, "package")
+
+    @_builtins.property
+    @pulumi.getter
     def settings(self) -> Optional[_builtins.str]:
         """
         Digest of the VM size and endpoints it was started with.
         """
         return pulumi.get(self, "settings")
+
+    @_builtins.property
+    @pulumi.getter(name="uptimeSeconds")
+    def uptime_seconds(self) -> Optional[_builtins.float]:
+        """
+        Guest uptime its agent reported at the last health gate.
+        """
+        return pulumi.get(self, "uptime_seconds")
 
 
 @pulumi.output_type
@@ -293,6 +351,71 @@ class Layer(dict):
 
 
 @pulumi.output_type
+class LocalStorage(dict):
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "cleanOnRoleRecycle":
+            suggest = "clean_on_role_recycle"
+        elif key == "sizeMb":
+            suggest = "size_mb"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in LocalStorage. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        LocalStorage.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        LocalStorage.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 name: _builtins.str,
+                 clean_on_role_recycle: Optional[_builtins.bool] = None,
+                 size_mb: Optional[_builtins.int] = None):
+        """
+        :param _builtins.str name: Local storage name.
+        :param _builtins.bool clean_on_role_recycle: Emptied when the role restarts.
+        :param _builtins.int size_mb: Size in MB.
+        """
+        pulumi.set(__self__, "name", name)
+        if clean_on_role_recycle is None:
+            clean_on_role_recycle = True
+        if clean_on_role_recycle is not None:
+            pulumi.set(__self__, "clean_on_role_recycle", clean_on_role_recycle)
+        if size_mb is None:
+            size_mb = 100
+        if size_mb is not None:
+            pulumi.set(__self__, "size_mb", size_mb)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> _builtins.str:
+        """
+        Local storage name.
+        """
+        return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter(name="cleanOnRoleRecycle")
+    def clean_on_role_recycle(self) -> Optional[_builtins.bool]:
+        """
+        Emptied when the role restarts.
+        """
+        return pulumi.get(self, "clean_on_role_recycle")
+
+    @_builtins.property
+    @pulumi.getter(name="sizeMb")
+    def size_mb(self) -> Optional[_builtins.int]:
+        """
+        Size in MB.
+        """
+        return pulumi.get(self, "size_mb")
+
+
+@pulumi.output_type
 class Probe(dict):
     """
     What the load balancer asks an instance: an HTTP GET of `path`, or a TCP connect.
@@ -389,5 +512,72 @@ class Probe(dict):
         Seconds one probe may take.
         """
         return pulumi.get(self, "timeout_seconds")
+
+
+@pulumi.output_type
+class StartupTask(dict):
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "commandLine":
+            suggest = "command_line"
+        elif key == "executionContext":
+            suggest = "execution_context"
+        elif key == "taskType":
+            suggest = "task_type"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in StartupTask. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        StartupTask.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        StartupTask.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 command_line: _builtins.str,
+                 execution_context: Optional[_builtins.str] = None,
+                 task_type: Optional[_builtins.str] = None):
+        """
+        :param _builtins.str command_line: Command, run in the package root.
+        :param _builtins.str execution_context: limited (the role's user) or elevated (root). One of: limited, elevated.
+        :param _builtins.str task_type: simple (must exit 0 first), background or foreground. One of: simple, background, foreground.
+        """
+        pulumi.set(__self__, "command_line", command_line)
+        if execution_context is None:
+            execution_context = 'limited'
+        if execution_context is not None:
+            pulumi.set(__self__, "execution_context", execution_context)
+        if task_type is None:
+            task_type = 'simple'
+        if task_type is not None:
+            pulumi.set(__self__, "task_type", task_type)
+
+    @_builtins.property
+    @pulumi.getter(name="commandLine")
+    def command_line(self) -> _builtins.str:
+        """
+        Command, run in the package root.
+        """
+        return pulumi.get(self, "command_line")
+
+    @_builtins.property
+    @pulumi.getter(name="executionContext")
+    def execution_context(self) -> Optional[_builtins.str]:
+        """
+        limited (the role's user) or elevated (root). One of: limited, elevated.
+        """
+        return pulumi.get(self, "execution_context")
+
+    @_builtins.property
+    @pulumi.getter(name="taskType")
+    def task_type(self) -> Optional[_builtins.str]:
+        """
+        simple (must exit 0 first), background or foreground. One of: simple, background, foreground.
+        """
+        return pulumi.get(self, "task_type")
 
 

@@ -1,0 +1,510 @@
+"""Web and Worker roles on the fabric: a package run by the guest agent on an OS we supply.
+
+On the host a role is: the guest OS image chain (`<role>-os-l0.vhd`, then one qcow2 layer per
+newer OS version: `_layers.ImageChain`), one package medium per package version
+(`<role>-pkg-<sha>.raw`, shared by every instance), and instances (`<role>-<i>`) on the
+service network, each on its own overlay of the OS, with its configuration medium
+(`<role>-<i>-config-<generation>.raw`, a cdrom) and the agent's status channel.
+
+What changes decides what moves (docs/guest.md):
+- a new OS version, VM size or input endpoints: instances are reimaged, update domain by
+  update domain, onto the newest OS layer, keeping package and settings;
+- a new package: its medium is uploaded once, then update domain by update domain each
+  instance's media are swapped and its agent restarts the role on it (no reboot);
+- settings, environment or topology only: a new configuration medium, in place; the agent
+  signals the role (or recycles it when the role asks).
+Every move waits for the agent's `ready` on the new package and configuration (a `failed`
+report stops the rollout with the agent's reason), then for the role's probe if it has one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..model import Model, UpgradeMode, diff_packages, read_package
+from ..virt import AttachedDisk, Host, VolumeInfo
+from ._guest import (
+    STATUS_CHANNEL,
+    AgentGate,
+    configuration_medium,
+    document_digest,
+    package_medium,
+)
+from ._health import Probe
+from ._instances import (
+    Attachments,
+    Endpoint,
+    Instance,
+    InstanceTemplate,
+    ServiceNetwork,
+    drop_instance,
+    instance_alive,
+    instance_index,
+    instance_name,
+    instance_names_on_host,
+    start_instance,
+)
+from ._layers import ImageChain, Layer, ancestry, file_sha256
+from ._placement import rollout_waves
+from ._rollout import HealthGate, Progress, roll, scale
+from .errors import FabricError, RolloutStopped
+
+
+class StartupTask(Model):
+    command_line: str = Field(min_length=1, description="Command, run in the package root.")
+    execution_context: Literal["limited", "elevated"] = Field(
+        default="limited", description="limited (the role's user) or elevated (root)."
+    )
+    task_type: Literal["simple", "background", "foreground"] = Field(
+        default="simple", description="simple (must exit 0 first), background or foreground."
+    )
+
+
+class LocalStorage(Model):
+    name: str = Field(description="Local storage name.")
+    size_mb: int = Field(default=100, ge=1, description="Size in MB.")
+    clean_on_role_recycle: bool = Field(default=True, description="Emptied when the role restarts.")
+
+
+class PackageRoleSpec(Model):
+    """What a Web or Worker role is asked to be."""
+
+    name: str = Field(
+        description="Prefix of the role's objects on the host, e.g. cs-dev-web.",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+    )
+    service: str = Field(description="The service's name, as in its definition.")
+    role: str = Field(description="The role's name, as in the service definition.")
+    pool: str = Field(description="Storage pool for the OS image, packages and overlays.")
+    network: str = Field(description="The service's libvirt network (NAT, with DHCP).")
+    cidr: str = Field(description="The network's IPv4 subnet, e.g. 10.213.0.0/24.")
+    address_offset: int = Field(
+        default=10, ge=2, description="Instance i gets host number addressOffset + i of cidr."
+    )
+    package: str = Field(description="Absolute path of the role's package (.cspkg).")
+    package_sha256: str | None = Field(default=None, description="Filled in by the provider.")
+    os_family: str = Field(default="debian-12", description="Guest OS family.")
+    os_version: str = Field(default="*", description='Guest OS version; "*" is the newest.')
+    os_resolved: str | None = Field(
+        default=None,
+        description="The OS version osVersion chose (family/version): by the provider.",
+    )
+    os_image: str | None = Field(default=None, description="That version's image: by the provider.")
+    os_image_sha256: str | None = Field(default=None, description="Its SHA-256: by the provider.")
+    instance_count: int = Field(ge=1, le=100, description="Number of instances.")
+    vm_size: str = Field(default="ExtraSmall", description="Azure VM size name.")
+    update_domain_count: int = Field(
+        default=5, ge=1, le=20, description="Update domains instances are spread over."
+    )
+    upgrade_mode: UpgradeMode = Field(
+        default=UpgradeMode.AUTO, description="auto, manual or simultaneous."
+    )
+    manual_update_domain: int | None = Field(
+        default=None, ge=0, description="In manual mode, the last update domain to upgrade."
+    )
+    endpoints: list[Endpoint] = Field(
+        default_factory=list, description="Input endpoints: answered at each instance's address."
+    )
+    probe: Probe | None = Field(
+        default=None, description="Health probe; without one, ready is what the agent reports."
+    )
+    entry_point: str | None = Field(
+        default=None, description="Command line of the role; default the package's."
+    )
+    set_ready_on_process_start: bool = Field(
+        default=False, description="Ready as soon as the entry point's process starts."
+    )
+    execution_context: Literal["limited", "elevated"] = Field(
+        default="limited", description="The entry point runs as the role's user, or as root."
+    )
+    startup_tasks: list[StartupTask] = Field(
+        default_factory=list, description="Run in order before the role; default the package's."
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables of the role's processes."
+    )
+    local_storage: list[LocalStorage] = Field(
+        default_factory=list, description="Local scratch directories."
+    )
+    settings: dict[str, str] = Field(default_factory=dict, description="Setting values.")
+    secret_settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Setting values that are secrets: secret in state, masked in previews.",
+        json_schema_extra={"secret": True},
+    )
+    on_configuration_change: Literal["signal", "recycle"] = Field(
+        default="signal", description="signal (SIGHUP) or recycle the role on a setting change."
+    )
+    topology: str = Field(
+        default="{}", description="JSON: every role's instances and endpoints (by the component)."
+    )
+    health_timeout_seconds: float = Field(default=300, gt=0, description="Health gate deadline.")
+    max_chain_depth: int = Field(
+        default=4, ge=1, le=16, description="OS layers above which a version is uploaded whole."
+    )
+
+    def sha256(self) -> str:
+        return self.package_sha256 or file_sha256(Path(self.package))
+
+    def os_image_path(self) -> str:
+        if not self.os_image or not self.os_image_sha256:
+            raise FabricError(
+                f"role {self.role}: no guest OS image resolved for {self.os_family}/"
+                f"{self.os_version}; run `cloudservice os build`"
+            )
+        return self.os_image
+
+    def machine_digest(self) -> str:
+        """What an instance's machine is made with besides the OS: a change reimages it."""
+        machine = {"vmSize": self.vm_size, "endpoints": [e.wire() for e in self.endpoints]}
+        return hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]
+
+    def document(self, index: int, generation: int, package_size: int) -> dict[str, Any]:
+        """The configuration document of instance `index` (docs/guest.md)."""
+        document: dict[str, Any] = {
+            "generation": generation,
+            "service": self.service,
+            "role": self.role,
+            "instanceId": f"{self.role}_IN_{index}",
+            "instanceIndex": index,
+            "updateDomain": index % self.update_domain_count,
+            "faultDomain": 0,
+            "osVersion": self.os_resolved or "",
+            "package": {"sha256": self.sha256(), "size": package_size},
+            "executionContext": self.execution_context,
+            "environment": self.environment,
+            "settings": {**self.settings, **self.secret_settings},
+            "localStorage": [item.wire() for item in self.local_storage],
+            "onConfigurationChange": self.on_configuration_change,
+            "topology": json.loads(self.topology),
+        }
+        if self.entry_point:
+            document["entryPoint"] = {
+                "commandLine": self.entry_point,
+                "setReadyOnProcessStart": self.set_ready_on_process_start,
+            }
+        if self.startup_tasks:
+            document["startupTasks"] = [task.wire() for task in self.startup_tasks]
+        return document
+
+    def gate(self, host: Host) -> AgentGate:
+        probe = None
+        if self.endpoints:
+            probe = HealthGate.for_role(self.endpoints, self.probe, self.health_timeout_seconds)
+        return AgentGate(host, self.sha256(), self.health_timeout_seconds, then=probe)
+
+
+class PackageRoleDeployment(Model):
+    """What runs on the host for a Web or Worker role."""
+
+    layers: list[Layer] = Field(description="The guest OS image chain, base first.")
+    packages: list[str] = Field(description="Package media on the host (volume names).")
+    instances: list[Instance] = Field(description="The role's instances.")
+    rollout_complete: bool = Field(description="False after a failed health gate.")
+    update_domains_upgraded: list[int] = Field(
+        description="Update domains the last change reached, in order."
+    )
+    last_upload_bytes: int = Field(description="Bytes streamed to the host by the last change.")
+    summary: str = Field(description="What the last change did, in service terms.")
+
+
+class PackageRole:
+    """The fabric's operations on one Web or Worker role of one host."""
+
+    def __init__(self, host: Host, spec: PackageRoleSpec) -> None:
+        self.host, self.spec = host, spec
+        self.chain = ImageChain(host, spec.pool, f"{spec.name}-os")
+        self.network = ServiceNetwork(spec.network, spec.cidr, spec.address_offset)
+        self.sha256 = spec.sha256()
+        self.machine = spec.machine_digest()
+
+    # -- deploy / observe / remove -------------------------------------------------------------
+
+    def deploy(self) -> PackageRoleDeployment:
+        """First deploy: OS image and package to the host, then the instances behind gates.
+        A failure before any instance runs leaves nothing behind."""
+        try:
+            layer = self.chain.upload_base(self.spec.os_image_path(), self._os_sha256())
+            package = self._package_volume()
+        except BaseException:
+            self._remove_all([], [])
+            raise
+        deployment = PackageRoleDeployment(
+            layers=[layer],
+            packages=[package.name],
+            instances=[],
+            rollout_complete=True,
+            update_domains_upgraded=[],
+            last_upload_bytes=self.host.bytes_uploaded,
+            summary="",
+        )
+        try:
+            return self._scale(deployment)
+        except RolloutStopped:
+            raise
+        except BaseException:
+            self._remove_all([], [])
+            raise
+
+    def observe(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
+        pool = self.spec.pool
+        instances = [i for i in deployment.instances if instance_alive(self.host, pool, i)]
+        layers = self.chain.present(deployment.layers)
+        packages = [p for p in deployment.packages if self.host.volume(pool, p) is not None]
+        return deployment.model_copy(
+            update={"instances": instances, "layers": layers, "packages": packages}
+        )
+
+    def remove(self, deployment: PackageRoleDeployment) -> None:
+        self._remove_all(deployment.instances, deployment.layers)
+
+    # -- change --------------------------------------------------------------------------------
+
+    def needs_rollout(self, deployment: PackageRoleDeployment) -> bool:
+        top = self._os_layer_of(deployment)
+        return not deployment.rollout_complete or any(
+            self._move(i, top, self._digest(i)) for i in deployment.instances
+        )
+
+    def change(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
+        """Bring the instances to the spec (OS, machine, package, configuration), update
+        domain by update domain, then scale to the instance count."""
+        if self.needs_rollout(deployment) or not self._os_layer_of(deployment):
+            deployment = self._rollout(deployment)
+        deployment = self._scale(deployment)
+        return self._collect(deployment)
+
+    def preview(self, deployment: PackageRoleDeployment, old: PackageRoleSpec) -> str:
+        """The change in service terms, for `pulumi preview --diff`, without side effects."""
+        spec, parts = self.spec, []
+        if old.os_resolved != spec.os_resolved:
+            parts.append(f"os: {old.os_resolved} -> {spec.os_resolved}")
+        if old.sha256() != self.sha256:
+            parts.append(f"package: {self._package_changes(old)}")
+        changed = sorted(
+            name
+            for name in {*old.settings, *spec.settings}
+            if old.settings.get(name) != spec.settings.get(name)
+        )
+        secret = sorted(
+            name
+            for name in {*old.secret_settings, *spec.secret_settings}
+            if old.secret_settings.get(name) != spec.secret_settings.get(name)
+        )
+        if changed or secret:
+            shown = [*changed, *(f"{name} (secret, value masked)" for name in secret)]
+            parts.append(f"settings changed: {', '.join(shown)}")
+        if self.needs_rollout(deployment) or parts:
+            moving = [(i.name, i.update_domain) for i in deployment.instances]
+            waves = rollout_waves(moving, spec.upgrade_mode, spec.manual_update_domain)
+            touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
+            parts.append(f"update domains {touched or 'none'} ({spec.upgrade_mode})")
+        if len(deployment.instances) != spec.instance_count:
+            parts.append(f"instances {len(deployment.instances)} -> {spec.instance_count}")
+        return "will: " + ("; ".join(parts) or "change nothing on the host")
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _os_sha256(self) -> str:
+        return self.spec.os_image_sha256 or file_sha256(Path(self.spec.os_image_path()))
+
+    def _os_layer_of(self, deployment: PackageRoleDeployment) -> Layer | None:
+        sha = self._os_sha256()
+        return next((x for x in deployment.layers if x.image_sha256 == sha), None)
+
+    def _package_name(self) -> str:
+        return f"{self.spec.name}-pkg-{self.sha256[:16]}.raw"
+
+    def _package_volume(self) -> VolumeInfo:
+        """The package's medium on the host: uploaded once per package version."""
+        name = self._package_name()
+        existing = self.host.volume(self.spec.pool, name)
+        if existing is not None:
+            return existing
+        data = Path(self.spec.package).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise FabricError(f"package {self.spec.package} changed while it was being deployed")
+        return self.host.upload_bytes(self.spec.pool, name, package_medium(data))
+
+    def _digest(self, instance: Instance) -> str:
+        index = instance_index(instance.name)
+        return document_digest(self.spec.document(index, 0, self._package_size()))
+
+    def _package_size(self) -> int:
+        return Path(self.spec.package).stat().st_size
+
+    def _move(self, instance: Instance, os_layer: Layer | None, digest: str) -> bool:
+        return (
+            os_layer is None
+            or instance.layer != os_layer.volume
+            or instance.settings != self.machine
+            or instance.package != self.sha256
+            or instance.configuration != digest
+        )
+
+    def _attach(self, name: str, index: int) -> Attachments:
+        """Package and configuration media of an instance that starts now."""
+        package = self._package_volume()
+        generation = time.time_ns() // 1_000_000
+        document = self.spec.document(index, generation, self._package_size())
+        config = self.host.upload_bytes(
+            self.spec.pool, f"{name}-config-{generation}.raw", configuration_medium(document)
+        )
+        return Attachments(
+            disks=(
+                AttachedDisk(path=config.path, target="hdc", device="cdrom"),
+                AttachedDisk(path=package.path, target="hdd", device="cdrom"),
+            ),
+            channels=(STATUS_CHANNEL,),
+            package=self.sha256,
+            configuration=document_digest(document),
+            generation=generation,
+        )
+
+    def _reconfigure(self, instance: Instance) -> Instance:
+        """Swap a running instance's media to the current package and configuration."""
+        name, pool = instance.name, self.spec.pool
+        attachments = self._attach(name, instance_index(name))
+        for disk in attachments.disks:
+            self.host.change_media(name, disk)
+        keep = {Path(disk.path).name for disk in attachments.disks}
+        for volume in self.host.volume_names(pool):
+            if volume.startswith(f"{name}-config-") and volume not in keep:
+                self.host.delete_volume(pool, volume)
+        return instance.model_copy(
+            update={
+                "package": attachments.package,
+                "configuration": attachments.configuration,
+                "generation": attachments.generation,
+            }
+        )
+
+    def _template(self, layer: Layer) -> InstanceTemplate:
+        spec = self.spec
+        return InstanceTemplate(
+            role=spec.name,
+            pool=spec.pool,
+            vm_size=spec.vm_size,
+            update_domain_count=spec.update_domain_count,
+            endpoints=spec.endpoints,
+            disk=layer.disk(spec.pool),
+            settings=self.machine,
+            network=self.network,
+            attach=self._attach,
+        )
+
+    def _rollout(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
+        streamed_before = self.host.bytes_uploaded
+        layer, layers = self.chain.release(
+            self.spec.os_image_path(),
+            self._os_sha256(),
+            deployment.layers,
+            self.spec.max_chain_depth,
+        )
+        package = self._package_volume()
+        packages = sorted({*deployment.packages, package.name})
+        deployment = deployment.model_copy(update={"layers": layers, "packages": packages})
+        template = self._template(layer)
+
+        def restart(instance: Instance) -> Instance:
+            if instance.layer != layer.volume or instance.settings != self.machine:
+                return start_instance(self.host, template, instance_index(instance.name))
+            return self._reconfigure(instance)
+
+        try:
+            progress = roll(
+                deployment.instances,
+                outdated=lambda i: self._move(i, layer, self._digest(i)),
+                restart=restart,
+                gate=self.spec.gate(self.host),
+                mode=self.spec.upgrade_mode,
+                manual_limit=self.spec.manual_update_domain,
+            )
+        except RolloutStopped as stopped:
+            partial = self._progressed(deployment, stopped.state, streamed_before)
+            raise RolloutStopped(str(stopped), partial) from stopped
+        return self._progressed(deployment, progress, streamed_before)
+
+    def _progressed(
+        self, deployment: PackageRoleDeployment, progress: Progress, streamed_before: int
+    ) -> PackageRoleDeployment:
+        reached = ", ".join(map(str, progress.update_domains)) or "none"
+        uploaded = self.host.bytes_uploaded - streamed_before
+        summary = (
+            f"os {self.spec.os_resolved}, package {self.sha256[:12]}: {uploaded} bytes "
+            f"uploaded; update domains {reached} upgraded"
+        )
+        return deployment.model_copy(
+            update={
+                "instances": progress.instances,
+                "update_domains_upgraded": progress.update_domains,
+                "rollout_complete": progress.complete,
+                "last_upload_bytes": uploaded,
+                "summary": summary,
+            }
+        )
+
+    def _scale(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
+        layer = self._os_layer_of(deployment) or deployment.layers[-1]
+        template = self._template(layer)
+        try:
+            instances, changed = scale(
+                deployment.instances,
+                self.spec.instance_count,
+                start=lambda index: start_instance(self.host, template, index),
+                drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
+                gate=self.spec.gate(self.host),
+            )
+        except RolloutStopped as stopped:
+            partial = deployment.model_copy(update={"instances": stopped.state})
+            raise RolloutStopped(str(stopped), partial) from stopped
+        deployment = deployment.model_copy(update={"instances": instances})
+        if changed:
+            summary = f"{deployment.summary}; instances: {len(instances)}".lstrip("; ")
+            deployment = deployment.model_copy(update={"summary": summary})
+        return deployment
+
+    def _collect(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
+        """Once every instance has moved: drop OS layers and packages no instance uses."""
+        if not deployment.rollout_complete:
+            return deployment
+        needed = {v for i in deployment.instances for v in ancestry(deployment.layers, i.layer)}
+        layers = self.chain.keep(deployment.layers, needed)
+        used = {self._package_name()}
+        for name in set(deployment.packages) - used:
+            self.host.delete_volume(self.spec.pool, name)
+        return deployment.model_copy(update={"layers": layers, "packages": sorted(used)})
+
+    def _package_changes(self, old: PackageRoleSpec) -> str:
+        """Files added, removed and changed against the package on the host."""
+        new_manifest = read_package(self.spec.package).manifest
+        with tempfile.NamedTemporaryFile(suffix=".cspkg") as previous:
+            name = f"{old.name}-pkg-{old.sha256()[:16]}.raw"
+            try:
+                self.host.download_volume(old.pool, name, previous.file)  # type: ignore[arg-type]
+                previous.flush()
+                # gzip reads past the medium's NUL padding
+                old_manifest = read_package(previous.name).manifest
+            except Exception:  # the old medium is gone: say what is known
+                return f"{old.sha256()[:12]} -> {self.sha256[:12]}"
+        return diff_packages(old_manifest, new_manifest).summary()
+
+    def _remove_all(self, instances: list[Instance], layers: list[Layer]) -> None:
+        pool, prefix = self.spec.pool, self.spec.name
+        for name in instance_names_on_host(self.host, pool, prefix, instances):
+            drop_instance(self.host, pool, name, self.network)
+        for index in range(self.spec.instance_count):
+            drop_instance(self.host, pool, instance_name(prefix, index), self.network)
+        for volume in self.host.volume_names(pool):
+            if volume.startswith(f"{prefix}-pkg-"):
+                self.host.delete_volume(pool, volume)
+        for layer in reversed(layers):
+            self.chain.delete(layer.volume)
+        self.chain.delete(self.chain.layer_name(0, "vpc"))

@@ -1,0 +1,169 @@
+"""What `WebRole` and `WorkerRole` share: a package run by the guest agent (`fabric.PackageRole`).
+
+The Pulumi side only: typed inputs and outputs, check (the package read and hashed, the guest
+OS version resolved against the catalog), diff, and the lifecycle calls into the fabric.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .. import fabric
+from ..model import ModelError, lookup_vm_size, read_package
+from ._base import (
+    Changes,
+    Failures,
+    FieldChange,
+    PartialFailure,
+    Resource,
+    role_replace_properties,
+)
+
+
+class PackageRoleArgs(fabric.PackageRoleSpec):
+    """The role's inputs: what the fabric is asked to run."""
+
+
+class PackageRoleState(PackageRoleArgs, fabric.PackageRoleDeployment):
+    """The inputs, and what runs on the host."""
+
+    def deployment(self) -> fabric.PackageRoleDeployment:
+        fields = set(fabric.PackageRoleDeployment.model_fields)
+        return fabric.PackageRoleDeployment.model_validate(self.model_dump(include=fields))
+
+
+def _state(args: PackageRoleArgs, deployment: fabric.PackageRoleDeployment) -> PackageRoleState:
+    inputs = args.model_dump(include=set(PackageRoleArgs.model_fields))
+    return PackageRoleState.model_validate({**inputs, **deployment.model_dump()})
+
+
+def _check_package(path: Any) -> tuple[dict[str, Any], str | None]:
+    if not isinstance(path, str):
+        return {}, None
+    if not os.path.isabs(path):
+        return {}, f"{path} is not an absolute path"
+    if not os.path.isfile(path):
+        return {}, f"{path} does not exist or is not a file"
+    try:
+        package = read_package(path)
+    except ModelError as exc:
+        return {}, str(exc)
+    return {"packageSha256": package.digest}, None
+
+
+def _resolve_os(family: str, version: str) -> tuple[dict[str, Any], str | None]:
+    from ..guestos import Catalog, GuestOsError  # the catalog is read only here
+
+    try:
+        chosen = Catalog.load().resolve(family, version)
+    except GuestOsError as exc:
+        return {}, str(exc)
+    return {
+        "osResolved": f"{chosen.family}/{chosen.version}",
+        "osImage": str(chosen.image),
+        "osImageSha256": chosen.image_sha256,
+    }, None
+
+
+class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
+    args_model = PackageRoleArgs
+    state_model = PackageRoleState
+    delete_before_replace = True
+
+    @classmethod
+    def replace_properties(cls) -> set[str]:
+        return role_replace_properties(cls.args_model)
+
+    # -- check / diff --------------------------------------------------------------------------
+
+    def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
+        inputs, failures = super().check(inputs, unknown)
+        if "vmSize" in inputs and "vmSize" not in unknown:
+            try:
+                lookup_vm_size(str(inputs["vmSize"]))
+            except ModelError as exc:
+                failures.append(("vmSize", str(exc)))
+        if "topology" in inputs and "topology" not in unknown:
+            try:
+                json.loads(str(inputs["topology"]))
+            except ValueError as exc:
+                failures.append(("topology", f"not JSON: {exc}"))
+        filled: dict[str, Any] = {}
+        if "package" not in unknown:
+            found, problem = _check_package(inputs.get("package"))
+            filled |= found
+            if problem:
+                failures.append(("package", problem))
+        if not {"osFamily", "osVersion"} & unknown:
+            family = str(inputs.get("osFamily") or "debian-12")
+            found, problem = _resolve_os(family, str(inputs.get("osVersion") or "*"))
+            filled |= found
+            if problem:
+                failures.append(("osVersion", problem))
+        return {**inputs, **filled}, failures
+
+    def diff(
+        self,
+        old_state: dict[str, Any],
+        new_inputs: dict[str, Any],
+        unknown: set[str],
+        ignore: set[str],
+    ) -> Changes:
+        changes = super().diff(old_state, new_inputs, unknown, ignore)
+        # A rollout a health gate stopped is unfinished business, even with the same inputs.
+        if old_state.get("rolloutComplete") is False and not changes.fields:
+            changes.fields.append(FieldChange("packageSha256", replace=False))
+        return changes
+
+    def preview_id(self, args: PackageRoleArgs) -> str:
+        return args.name
+
+    def preview_update(self, old: PackageRoleState, new: PackageRoleArgs) -> dict[str, Any]:
+        """The change in service terms, for `pulumi preview --diff`: the `summary` output."""
+        with self.connect() as host:
+            summary = fabric.PackageRole(host, new).preview(old.deployment(), old)
+        return {"summary": summary}
+
+    # -- create / read / update / delete -------------------------------------------------------
+
+    def create(self, args: PackageRoleArgs) -> tuple[str, PackageRoleState]:
+        with self.connect() as host:
+            try:
+                deployment = fabric.PackageRole(host, args).deploy()
+            except fabric.RolloutStopped as stopped:
+                raise PartialFailure(_state(args, stopped.state), str(stopped)) from stopped
+        return args.name, _state(args, deployment)
+
+    def read(self, resource_id: str, state: PackageRoleState) -> PackageRoleState | None:
+        with self.connect() as host:
+            live = fabric.PackageRole(host, state).observe(state.deployment())
+        if not live.layers and not live.instances:
+            return None
+        changes: dict[str, Any] = {
+            "instances": live.instances,
+            "layers": live.layers,
+            "packages": live.packages,
+        }
+        if len(live.instances) != len(state.instances):
+            changes["instance_count"] = max(len(live.instances), 1)
+        if len(live.layers) != len(state.layers):
+            changes["os_image_sha256"] = "(missing on the host)"
+        if len(live.packages) != len(state.packages):
+            changes["package_sha256"] = "(missing on the host)"
+        return state.model_copy(update=changes)
+
+    def update(
+        self, resource_id: str, old: PackageRoleState, new: PackageRoleArgs
+    ) -> PackageRoleState:
+        with self.connect() as host:
+            try:
+                deployment = fabric.PackageRole(host, new).change(old.deployment())
+            except fabric.RolloutStopped as stopped:
+                raise PartialFailure(_state(new, stopped.state), str(stopped)) from stopped
+        return _state(new, deployment)
+
+    def delete(self, resource_id: str, state: PackageRoleState) -> None:
+        with self.connect() as host:
+            fabric.PackageRole(host, state).remove(state.deployment())
