@@ -1,15 +1,21 @@
 """The default program: the sample cloud service (sample/service.yaml), for the current stack.
 
-The storage pool is pulumi-libvirt's (`libvirt.Pool`); the service's roles are ours, declared
-by the `CloudService` component. Each provider talks to the host in its own stack config:
-`libvirt:uri` and `cloudservice:uri` (default qemu:///system).
+The storage pool and the service's network are pulumi-libvirt's (`libvirt.Pool`,
+`libvirt.Network`); the service's roles are ours, declared by the `CloudService` component.
+Each provider talks to the host in its own stack config: `libvirt:uri` and `cloudservice:uri`
+(default qemu:///system).
 
 Names on the host carry the stack name, so stacks (dev, staging, production) can share a host.
 Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
 
     poolPath                        where the service's disks live on the host
+    cidr                            the service network's subnet (Web and Worker roles)
     serviceFile                     the service document (default sample/service.yaml)
-    webImage, webInstances          the Web role's .vhd and instance count
+    instances                       instance counts by role, e.g. {"Web": 3}
+    packages                        role packages by role (a .cspkg or a directory)
+    osVersion                       the guest OS version of Web and Worker roles ("*": newest)
+    secretSettings                  secret setting values by role, set with --secret --path
+    webImage, webInstances          the VM role "Web"'s .vhd and instance count
     manualUpdateDomain              in manual upgrade mode, the last update domain to upgrade
     healthTimeoutSeconds            how long a health gate waits for an instance
 """
@@ -48,6 +54,21 @@ except ModelError as exc:
     raise pulumi.RunError(str(exc)) from None
 web_image = config.get("webImage")
 web_instances = config.get_int("webInstances")
+counts = dict(config.get_object("instances") or {})
+if web_instances:
+    counts["Web"] = web_instances
+
+network = None
+cidr = config.get("cidr") or "10.213.0.0/24"
+if any(role.kind != "vm" for role in spec.definition.roles):
+    network = libvirt.Network(
+        "network",
+        name=f"{prefix}-net",
+        mode="nat",
+        addresses=[cidr],
+        dhcp=libvirt.NetworkDhcpArgs(enabled=True),
+        autostart=True,
+    )
 
 service = CloudService(
     "sample",
@@ -55,8 +76,13 @@ service = CloudService(
     pool=pool.name,
     prefix=prefix,
     base_dir=service_file.parent,
+    network=network.name if network else None,
+    cidr=cidr,
     images={"Web": str(Path(web_image).resolve())} if web_image else None,
-    instance_counts={"Web": web_instances} if web_instances else None,
+    instance_counts=counts,
+    packages=config.get_object("packages"),
+    os_version=config.get("osVersion"),
+    secret_settings=config.get_secret_object("secretSettings"),
     manual_update_domain=config.get_int("manualUpdateDomain"),
     health_timeout_seconds=config.get_float("healthTimeoutSeconds"),
 )

@@ -153,8 +153,11 @@ def _role_program(role: RoleDefinition) -> dict[str, Any]:
     return program
 
 
-def _settings(spec: ServiceSpec, role: str) -> dict[str, Any]:
-    """Plain settings, and secret ones as Pulumi secrets (secret in state, masked in previews)."""
+def _settings(
+    spec: ServiceSpec, role: str, overrides: pulumi.Input[Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """Plain settings, and secret ones as Pulumi secrets (secret in state, masked in previews);
+    `overrides` (a stack's secret values, by role and name) win over the document's."""
     configuration = next(r for r in spec.configuration.roles if r.name == role)
     plain = {k: v for k, v in configuration.settings.items() if not isinstance(v, SecretStr)}
     secret = {
@@ -162,7 +165,10 @@ def _settings(spec: ServiceSpec, role: str) -> dict[str, Any]:
         for k, v in configuration.settings.items()
         if isinstance(v, SecretStr)
     }
-    return {"settings": plain, "secret_settings": pulumi.Output.secret(secret)}
+    merged = pulumi.Output.from_input(overrides or {}).apply(
+        lambda given: {**secret, **{k: str(v) for k, v in dict(given).get(role, {}).items()}}
+    )
+    return {"settings": plain, "secret_settings": pulumi.Output.secret(merged)}
 
 
 def _package_roles(definition: ServiceDefinition) -> list[RoleDefinition]:
@@ -177,7 +183,8 @@ def _volumes(layers: list[dict[str, Any]]) -> list[str]:
 class CloudService(pulumi.ComponentResource):
     """A cloud service on a libvirt host: one `VmRole` per VM role of `spec`.
 
-    `images` and `instance_counts` override the spec per role, for what differs per stack.
+    `images`, `packages`, `instance_counts`, `os_version` and `secret_settings` override the
+    spec per role, for what differs per stack.
     """
 
     roles: dict[str, VmRole | WebRole | WorkerRole]
@@ -194,6 +201,7 @@ class CloudService(pulumi.ComponentResource):
         base_dir: Path,
         images: Mapping[str, str] | None = None,
         instance_counts: Mapping[str, int] | None = None,
+        secret_settings: pulumi.Input[Mapping[str, Any]] | None = None,
         network: pulumi.Input[str] | None = None,
         cidr: str | None = None,
         packages: Mapping[str, str] | None = None,
@@ -261,7 +269,7 @@ class CloudService(pulumi.ComponentResource):
                     upgrade_mode=spec.configuration.upgrade_mode,
                     endpoints=_endpoints(role),
                     **_role_program(role),
-                    **_settings(spec, role.name),
+                    **_settings(spec, role.name, secret_settings),
                     topology=topology,
                     **_with_probe(optional, spec.definition, role),
                     opts=pulumi.ResourceOptions(parent=self),

@@ -56,7 +56,8 @@ def make_stack(project: Path, state: Path, prefix: str = "e2e") -> auto.Stack:
     stack.set_config("poolPath", auto.ConfigValue(f"/var/lib/cloudservice/pools/{name}"))
     # A subnet of its own: libvirt refuses two networks on one subnet (the dev stack has one).
     stack.set_config("cidr", auto.ConfigValue(f"10.215.{uuid.uuid4().int % 250}.0/24"))
-    # The sample service's VM role, on the image `make setup` builds, one instance to be quick.
+    # The VM role sample, on the image `make setup` builds, one instance to be quick.
+    stack.set_config("serviceFile", auto.ConfigValue("sample/vm-role.yaml"))
     stack.set_config("webImage", auto.ConfigValue(str(REPO / ".cache/images/web-v1.vhd")))
     stack.set_config("webInstances", auto.ConfigValue("1"))
     # pulumi-libvirt's default provider, for test programs that do not declare one.

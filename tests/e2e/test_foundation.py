@@ -63,7 +63,7 @@ def test_bad_input_is_one_clear_error_and_keeps_what_is_deployed(
     assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
 
     # A service document the fabric cannot run: every problem named, by file and field.
-    document = project / "sample" / "service.yaml"
+    document = project / "sample" / "vm-role.yaml"
     document.write_text(document.read_text().replace("instances: 2", "instances: 0"))
     with pytest.raises(auto.CommandError) as failure:
         stack.up()

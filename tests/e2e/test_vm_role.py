@@ -121,7 +121,7 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     _use(stack, images / "web-v2.vhd")
 
     # A bigger VM size in the service definition: a rolling upgrade, update domain by domain.
-    service = stack.workspace.work_dir + "/sample/service.yaml"
+    service = stack.workspace.work_dir + "/sample/vm-role.yaml"
     Path(service).write_text(Path(service).read_text().replace("ExtraSmall", "Small"))
     stack.up()
     role = _role(stack)
