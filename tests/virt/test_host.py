@@ -106,6 +106,24 @@ def test_network_lifecycle(host: Host) -> None:
     assert host.network(spec.name) is None
 
 
+def test_address_reservations_are_idempotent_and_released(host: Host) -> None:
+    spec = NetworkSpec(name=f"cs-test-{uuid.uuid4().hex[:6]}", cidr="10.214.249.0/28")
+    first, second = "52:54:00:00:00:01", "52:54:00:00:00:02"
+    try:
+        host.ensure_network(spec)
+        host.reserve_address(spec.name, first, "10.214.249.5", "web-0")
+        host.reserve_address(spec.name, first, "10.214.249.5", "web-0")  # again: no change
+        assert host.address_reservations(spec.name) == {first: ("10.214.249.5", "web-0")}
+        # The address goes to another NIC (a leftover's reservation is replaced, not refused).
+        host.reserve_address(spec.name, second, "10.214.249.5", "web-1")
+        assert host.address_reservations(spec.name) == {second: ("10.214.249.5", "web-1")}
+        host.release_address(spec.name, second)
+        host.release_address(spec.name, second)  # gone already: not an error
+        assert host.address_reservations(spec.name) == {}
+    finally:
+        host.delete_network(spec.name)
+
+
 def test_a_host_that_is_down_gets_one_clear_error(tmp_path: Path) -> None:
     uri = f"qemu:///system?socket={tmp_path}/no-such-socket"
     with pytest.raises(HostUnavailable, match="is libvirtd running"):

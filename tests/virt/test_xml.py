@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cloudservice.virt import NetworkSpec, PoolSpec, VolumeSpec
+from cloudservice.virt import (
+    AttachedDisk,
+    DomainSpec,
+    NetworkInterface,
+    NetworkSpec,
+    PoolSpec,
+    VolumeSpec,
+)
 from cloudservice.virt import xml as virt_xml
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,6 +35,25 @@ CASES = {
     "network-isolated.xml": lambda: virt_xml.network_xml(
         NetworkSpec(name="cs-e2e-net", cidr="10.214.8.0/28", mode="isolated", dhcp=False)
     ),
+    # A Web role instance: on the service network, configuration and package media, the
+    # agent's status channel (docs/guest.md).
+    "domain-web-instance.xml": lambda: virt_xml.domain_xml(
+        DomainSpec(
+            name="cs-dev-web-0",
+            vcpus=1,
+            memory_mib=768,
+            disk_path="/var/lib/cs/dev/cs-dev-web-0.qcow2",
+            serial_log="/var/log/libvirt/qemu/cs-dev-web-0-serial.log",
+            interfaces=(NetworkInterface(network="cs-dev-net", mac="52:54:00:0a:0b:0c"),),
+            disks=(
+                AttachedDisk(path="/var/lib/cs/dev/cfg-1.raw", target="hdc", device="cdrom"),
+                AttachedDisk(path="/var/lib/cs/dev/pkg.raw", target="hdd", device="cdrom"),
+            ),
+            channels=("org.cloudservice.agent.0",),
+            metadata={"role": "cs-dev-web", "updateDomain": "0"},
+        )
+    ),
+    "dhcp-host.xml": lambda: virt_xml.dhcp_host_xml("52:54:00:0a:0b:0c", "10.213.0.10", "web-0"),
 }
 
 

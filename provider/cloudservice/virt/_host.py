@@ -367,6 +367,15 @@ class Host:
             entry = ET.fromstring(xml.dhcp_host_xml(mac, address, name))
             self._update_dhcp_host(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, entry)
 
+    def address_reservations(self, network_name: str) -> dict[str, tuple[str, str]]:
+        """The network's DHCP reservations: MAC -> (address, name)."""
+        with libvirt_errors(f"network {network_name!r}"):
+            root = ET.fromstring(self._conn.networkLookupByName(network_name).XMLDesc(0))
+        return {
+            h.get("mac", ""): (h.get("ip", ""), h.get("name", ""))
+            for h in root.findall("ip/dhcp/host")
+        }
+
     def release_address(self, network_name: str, mac: str) -> None:
         """Drop the reservation of `mac`. A missing network or reservation is not an error."""
         try:
