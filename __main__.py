@@ -12,6 +12,7 @@ Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
     cidr                            the service network's subnet (Web and Worker roles)
     serviceFile                     the service document (default sample/service.yaml)
     instances                       instance counts by role, e.g. {"Web": 3}
+    images                          VM role images by role (.vhd paths)
     packages                        role packages by role (a .cspkg or a directory)
     osVersion                       the guest OS version of Web and Worker roles ("*": newest)
     secretSettings                  secret setting values by role, set with --secret --path
@@ -57,6 +58,11 @@ web_instances = config.get_int("webInstances")
 counts = dict(config.get_object("instances") or {})
 if web_instances:
     counts["Web"] = web_instances
+images = {
+    role: str(Path(path).resolve()) for role, path in (config.get_object("images") or {}).items()
+}
+if web_image:
+    images["Web"] = str(Path(web_image).resolve())
 
 network = None
 cidr = config.get("cidr") or "10.213.0.0/24"
@@ -78,7 +84,7 @@ service = CloudService(
     base_dir=service_file.parent,
     network=network.name if network else None,
     cidr=cidr,
-    images={"Web": str(Path(web_image).resolve())} if web_image else None,
+    images=images,
     instance_counts=counts,
     packages=config.get_object("packages"),
     os_version=config.get("osVersion"),
