@@ -126,7 +126,7 @@ class Harness:
 
     # ------------------------------------------------------------ the agent
 
-    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+    def start(self, *extra: str, user: str | None = None) -> subprocess.Popen[bytes]:
         env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(self.site), "HOME": str(self.tmp)}
         self.process = subprocess.Popen(
             [
@@ -144,7 +144,7 @@ class Harness:
                 str(self.console),
                 "--root",
                 str(self.root),
-                "--no-user-switch",
+                *(["--user", user] if user else ["--no-user-switch"]),
                 "--poll-interval",
                 "0.1",
                 "--stop-timeout",

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
+import pytest
 from cloudservice.model import StartupTask
 
 from .conftest import APP_COMMAND, Harness
@@ -281,3 +286,47 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_set_ready_on_process_start_reports_ready_at_once(harness: Harness) -> None:
+    entry = {**ENTRY, "setReadyOnProcessStart": True}
+    harness.configure(package=harness.package(), entryPoint=entry)
+    harness.start("--ready-after", "60")
+    harness.wait_state("ready", timeout=5)
+
+
+def test_an_invalid_document_is_reported_without_its_content(harness: Harness) -> None:
+    harness.config_device.write_bytes(b'{"settings": {"ApiKey": "s3cret-xyz"}, oops' + b"\0" * 64)
+    harness.start()
+    status = harness.wait_state("failed")
+    assert "not UTF-8 JSON" in status["detail"]
+    assert "s3cret-xyz" not in harness.status_channel.read_text() + harness.console.read_text()
+    harness.configure(package=harness.package(), entryPoint=ENTRY)
+    harness.wait_state("ready")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_role_processes_run_as_the_role_user_unless_elevated() -> None:
+    base = Path(tempfile.mkdtemp(prefix="agent-user-"))  # traversable by the role user
+    try:
+        base.chmod(0o755)
+        harness = Harness(base)
+        harness.out.chmod(0o777)
+        report = "sh -c 'echo $(id -u) $(stat -c %u:%a $CLOUDSERVICE_ROLE_ENVIRONMENT) > $OUT/{}'"
+        harness.configure(
+            package=harness.package(),
+            entryPoint={"commandLine": report.format("entry") + " && exec sleep 60"},
+            startupTasks=[
+                {"commandLine": report.format("elevated"), "executionContext": "elevated"}
+            ],
+        )
+        harness.start(user="nobody")
+        try:
+            harness.wait_state("ready")
+        finally:
+            harness.stop()
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert (harness.out / "entry").read_text().split() == [str(nobody), f"{nobody}:600"]
+        assert (harness.out / "elevated").read_text().split()[0] == "0"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -138,9 +138,12 @@ class Agent:
                 if self.step():
                     return 0
             except Exception as exc:  # never die: report, keep polling
-                self.fail(f"agent error: {type(exc).__name__}: {exc}")
+                reason = f"agent error: {type(exc).__name__}: {exc}"
+                if reason != self.failure:  # the same error every tick is printed once
+                    with contextlib.suppress(Exception):
+                        self.say(traceback.format_exc())
                 with contextlib.suppress(Exception):
-                    self.say(traceback.format_exc())
+                    self.fail(reason)
             time.sleep(TICK)
 
     def step(self) -> bool:
@@ -200,6 +203,8 @@ class Agent:
             return "starting", self.pending_why
         if self.run is not None:
             return self.run.state()
+        if self.exiting:
+            return "recycling", "the agent stopped the role"
         if self.applied is None:
             return "starting", "waiting for the configuration medium"
         return "starting", self.pending_why
@@ -277,6 +282,7 @@ class Agent:
         self.applied = document
         try:
             self._start(document)
+            self.pending_why = ""
         except AgentError as exc:
             self.fail(str(exc))
         except OSError as exc:

@@ -64,7 +64,7 @@ class RoleRun:
         self.timing = timing
         self.uptime = uptime
         self.phase = "tasks"
-        self.detail = ""
+        self.detail = "starting the role"
         self.next_task = 0
         self.current: Proc | None = None
         self.beside: list[Proc] = []
