@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import pwd
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -330,3 +333,22 @@ def test_role_processes_run_as_the_role_user_unless_elevated() -> None:
         assert (harness.out / "elevated").read_text().split()[0] == "0"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_unconnected_status_channel_never_blocks_the_agent(harness: Harness) -> None:
+    harness.status_channel.unlink()
+    os.mkfifo(harness.status_channel)  # no reader: opening it for writing gives ENXIO
+    harness.configure(package=harness.package(), entryPoint=ENTRY)
+    harness.start()
+    harness.wait_events(1)
+    fd = os.open(harness.status_channel, os.O_RDONLY | os.O_NONBLOCK)  # the host connects
+    try:
+        deadline = time.monotonic() + 5
+        data = b""
+        while b"\n" not in data and time.monotonic() < deadline:
+            with contextlib.suppress(BlockingIOError):
+                data += os.read(fd, 65536)
+            time.sleep(0.05)
+    finally:
+        os.close(fd)
+    assert json.loads(data.split(b"\n")[0])["role"] == "Web"
