@@ -1,11 +1,14 @@
 """The architecture, as the README draws it: imports point one way, privates stay private.
 
 model, vhd, virt, guestos, frontdoor  ->  fabric  ->  resources  ->  components  ->  programs
+
+agent stands apart: it runs inside the guest as the top-level package ``cloudservice_agent``.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,7 @@ ALLOWED: dict[str, tuple[set[str], bool]] = {
     "frontdoor": (set(), False),
     "fabric": ({"model", "vhd", "virt", "guestos", "frontdoor"}, False),
     "resources": ({"model", "vhd", "virt", "guestos", "frontdoor", "fabric"}, True),
+    "agent": (set(), False),
 }
 
 
@@ -89,3 +93,25 @@ def test_components_use_only_public_names_of_the_provider() -> None:
     for path in (REPO / "components").rglob("*.py"):
         for module, _ in _imports(path):
             assert not any(part.startswith("_") for part in module.split(".")[1:]), (path, module)
+
+
+def test_the_guest_agent_uses_only_itself_and_the_standard_library() -> None:
+    """In the guest the agent is ``cloudservice_agent`` on a bare Debian python3: an absolute
+    import of ``cloudservice`` or a third-party module would fail only there."""
+    wrong = []
+    for path in sorted((PACKAGE / "agent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module or ""]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level > 1:  # leaves the agent package
+                    wrong.append(f"{path.relative_to(REPO)}: from {'.' * node.level}{node.module}")
+                continue
+            else:
+                continue
+            for module in modules:
+                if module.split(".")[0] not in sys.stdlib_module_names:
+                    wrong.append(f"{path.relative_to(REPO)} imports {module}")
+    assert not wrong
