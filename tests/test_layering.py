@@ -1,6 +1,6 @@
 """The architecture, as the README draws it: imports point one way, privates stay private.
 
-model, vhd, virt  ->  fabric  ->  resources  ->  components  ->  programs
+model, vhd, virt, frontdoor  ->  fabric  ->  resources  ->  components  ->  programs
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ ALLOWED: dict[str, tuple[set[str], bool]] = {
     "model": (set(), False),
     "vhd": (set(), False),
     "virt": (set(), False),
+    "frontdoor": (set(), False),
     "fabric": ({"model", "vhd", "virt"}, False),
     "resources": ({"model", "vhd", "virt", "fabric"}, True),
 }
