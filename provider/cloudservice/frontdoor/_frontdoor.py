@@ -166,7 +166,9 @@ class FrontDoor:
                     admin=admin,
                     sessions=int(stat.get("scur") or 0),
                     check=(stat.get("check_status") or "").removeprefix("* ") or "-",
-                    check_detail=stat.get("check_desc") or "",
+                    check_detail=": ".join(
+                        text for text in (stat.get("check_desc"), stat.get("last_chk")) if text
+                    ),
                 )
             )
         return statuses
