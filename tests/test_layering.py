@@ -20,8 +20,8 @@ ALLOWED: dict[str, tuple[set[str], bool]] = {
     "vhd": (set(), False),
     "virt": (set(), False),
     "frontdoor": (set(), False),
-    "fabric": ({"model", "vhd", "virt"}, False),
-    "resources": ({"model", "vhd", "virt", "fabric"}, True),
+    "fabric": ({"model", "vhd", "virt", "frontdoor"}, False),
+    "resources": ({"model", "vhd", "virt", "frontdoor", "fabric"}, True),
 }
 
 
