@@ -27,7 +27,10 @@ from cloudservice.model import (
     validate_service,
 )
 from pulumi_cloudservice import (
+    BackendServerArgs,
     EndpointArgs,
+    FrontDoor,
+    FrontDoorListenerArgs,
     LocalStorageArgs,
     ProbeArgs,
     StartupTaskArgs,
@@ -91,10 +94,10 @@ def _package_file(role: str, source: Path) -> str:
 
 
 def _topology(spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
-    """Every Web and Worker role's instances, addresses and endpoints (docs/guest.md)."""
+    """Every role's instances, addresses and endpoints (docs/guest.md)."""
     roles: dict[str, Any] = {}
     assigned = FIRST_ASSIGNED_PORT
-    for slot, role in enumerate(_package_roles(spec.definition)):
+    for slot, role in enumerate(spec.definition.roles):
         endpoints: dict[str, Any] = {}
         for endpoint in role.input_endpoints:
             port = endpoint.effective_local_port
@@ -103,7 +106,7 @@ def _topology(spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
             port = internal.port or assigned
             assigned += internal.port is None
             endpoints[internal.name] = {"protocol": internal.protocol, "port": port}
-        offset = ADDRESS_BASE + slot * ADDRESS_BLOCK
+        offset = _offset(slot)
         roles[role.name] = {
             "instances": [
                 {
@@ -171,25 +174,29 @@ def _settings(
     return {"settings": plain, "secret_settings": pulumi.Output.secret(merged)}
 
 
-def _package_roles(definition: ServiceDefinition) -> list[RoleDefinition]:
-    return [role for role in definition.roles if role.kind in ("web", "worker")]
-
-
 def _volumes(layers: list[dict[str, Any]]) -> list[str]:
     # Nested outputs reach apply() as plain dicts of the schema's (camelCase) names.
     return [layer["volume"] for layer in layers]
 
 
 class CloudService(pulumi.ComponentResource):
-    """A cloud service on a libvirt host: one `VmRole` per VM role of `spec`.
+    """A cloud service on a libvirt host: one `VmRole` per VM role of `spec`, one `WebRole` or
+    `WorkerRole` per Web or Worker role.
+
+    With a `network` (and its `cidr`), every role's instances sit on it at fixed addresses and
+    the service gets a `FrontDoor`: one load-balanced address per input endpoint, on
+    `front_door_address`, at the definition's port unless `front_door_ports` (by endpoint name)
+    says otherwise. Web and Worker roles need the network.
 
     `images`, `packages`, `instance_counts`, `os_version` and `secret_settings` override the
     spec per role, for what differs per stack.
     """
 
     roles: dict[str, VmRole | WebRole | WorkerRole]
+    front_door: FrontDoor | None
     instances: pulumi.Output[list[dict[str, Any]]]
     image_chains: pulumi.Output[dict[str, list[str]]]
+    endpoints: pulumi.Output[dict[str, str]]
 
     def __init__(
         self,
@@ -199,13 +206,15 @@ class CloudService(pulumi.ComponentResource):
         pool: pulumi.Input[str],
         prefix: str,
         base_dir: Path,
-        images: Mapping[str, str] | None = None,
-        instance_counts: Mapping[str, int] | None = None,
-        secret_settings: pulumi.Input[Mapping[str, Any]] | None = None,
         network: pulumi.Input[str] | None = None,
         cidr: str | None = None,
+        front_door_address: str = "127.0.0.1",
+        front_door_ports: Mapping[str, int] | None = None,
+        images: Mapping[str, str] | None = None,
         packages: Mapping[str, str] | None = None,
+        instance_counts: Mapping[str, int] | None = None,
         os_version: str | None = None,
+        secret_settings: pulumi.Input[Mapping[str, Any]] | None = None,
         manual_update_domain: int | None = None,
         health_timeout_seconds: float | None = None,
         max_chain_depth: int | None = None,
@@ -217,79 +226,76 @@ class CloudService(pulumi.ComponentResource):
         except ModelError as exc:
             # A RunError is shown as one message, without a Python traceback.
             raise pulumi.RunError(f"service {spec.definition.name}: {exc}") from exc
+        self.spec, self.prefix, self.base_dir = spec, prefix, base_dir
         # Per-stack overrides: a release's image, an environment's instance count.
-        counts = {role.name: role.instances for role in spec.configuration.roles}
-        counts.update(instance_counts or {})
-        images = {name: a.image for name, a in spec.artifacts.items() if a.image} | dict(
-            images or {}
-        )
-        self.roles = {}
-        optional = {
-            "manual_update_domain": manual_update_domain,
-            "health_timeout_seconds": health_timeout_seconds,
-            "max_chain_depth": max_chain_depth,
+        self.counts = {role.name: role.instances for role in spec.configuration.roles}
+        self.counts.update(instance_counts or {})
+        child = pulumi.ResourceOptions(parent=self)
+        common: dict[str, Any] = {
+            key: value
+            for key, value in {
+                "manual_update_domain": manual_update_domain,
+                "health_timeout_seconds": health_timeout_seconds,
+                "max_chain_depth": max_chain_depth,
+            }.items()
+            if value is not None
         }
-        optional = {key: value for key, value in optional.items() if value is not None}
-        package_roles = _package_roles(spec.definition)
-        if package_roles:
-            if network is None or cidr is None:
-                raise pulumi.RunError(
-                    f"service {spec.definition.name}: Web and Worker roles sit on the service's "
-                    "network: give CloudService a network and its cidr"
-                )
-            topology = self._topology(spec, cidr, counts)
-            sources = {n: a.package for n, a in spec.artifacts.items() if a.package}
-            sources |= dict(packages or {})
-            for slot, role in enumerate(package_roles):
-                if role.name not in sources:
-                    raise pulumi.RunError(
-                        f"role {role.name}: no package: give artifacts.{role.name}.package "
-                        "(a .cspkg or the role's directory)"
-                    )
-                source = Path(sources[role.name])
-                package = _package_file(
-                    role.name, source if source.is_absolute() else (base_dir / source).resolve()
-                )
-                kind = WebRole if role.kind == "web" else WorkerRole
-                self.roles[role.name] = kind(
-                    f"{name}-{role.name}",
-                    name=f"{prefix}-{role.name.lower()}",
-                    service=spec.definition.name,
-                    role=role.name,
-                    pool=pool,
-                    network=network,
-                    cidr=cidr,
-                    address_offset=ADDRESS_BASE + slot * ADDRESS_BLOCK,
-                    package=package,
-                    os_family=spec.configuration.os_family or "debian-12",
-                    os_version=os_version or spec.configuration.os_version,
-                    instance_count=counts[role.name],
-                    vm_size=role.vm_size,
-                    update_domain_count=spec.definition.update_domain_count,
-                    upgrade_mode=spec.configuration.upgrade_mode,
-                    endpoints=_endpoints(role),
-                    **_role_program(role),
-                    **_settings(spec, role.name, secret_settings),
-                    topology=topology,
-                    **_with_probe(optional, spec.definition, role),
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-        for role in spec.definition.roles:
-            if role.kind != "vm":
+        self.front_door = None
+        if network is not None and cidr is not None:
+            self.front_door = self._front_door(
+                name, cidr, front_door_address, front_door_ports or {}
+            )
+            topology = self._topology(cidr)
+            common |= {"network": network, "cidr": cidr, "front_door": self.front_door.directory}
+        elif any(role.kind != "vm" for role in spec.definition.roles):
+            raise pulumi.RunError(
+                f"service {spec.definition.name}: Web and Worker roles sit on the service's "
+                "network: give CloudService a network and its cidr"
+            )
+        images = {n: a.image for n, a in spec.artifacts.items() if a.image} | dict(images or {})
+        sources = {n: a.package for n, a in spec.artifacts.items() if a.package}
+        sources |= dict(packages or {})
+        self.roles = {}
+        for slot, role in enumerate(spec.definition.roles):
+            args: dict[str, Any] = {
+                **common,
+                "name": self._host_name(role),
+                "pool": pool,
+                "instance_count": self.counts[role.name],
+                "vm_size": role.vm_size,
+                "update_domain_count": spec.definition.update_domain_count,
+                "upgrade_mode": spec.configuration.upgrade_mode,
+                "endpoints": _endpoints(role),
+                **_with_probe({}, spec.definition, role),
+            }
+            if "network" in common:
+                args["address_offset"] = _offset(slot)
+            if role.kind == "vm":
+                image = Path(images.get(role.name, ""))
+                args["image"] = str(image if image.is_absolute() else (base_dir / image).resolve())
+                self.roles[role.name] = VmRole(f"{name}-{role.name}", **args, opts=child)
                 continue
-            image = Path(images.get(role.name, ""))
-            self.roles[role.name] = VmRole(
+            if role.name not in sources:
+                raise pulumi.RunError(
+                    f"role {role.name}: no package: give artifacts.{role.name}.package "
+                    "(a .cspkg or the role's directory)"
+                )
+            source = Path(sources[role.name])
+            kind = WebRole if role.kind == "web" else WorkerRole
+            self.roles[role.name] = kind(
                 f"{name}-{role.name}",
-                name=f"{prefix}-{role.name.lower()}",
-                pool=pool,
-                image=str(image if image.is_absolute() else (base_dir / image).resolve()),
-                instance_count=counts[role.name],
-                vm_size=role.vm_size,
-                update_domain_count=spec.definition.update_domain_count,
-                upgrade_mode=spec.configuration.upgrade_mode,
-                endpoints=_endpoints(role),
-                **_with_probe(optional, spec.definition, role),
-                opts=pulumi.ResourceOptions(parent=self),
+                **args,
+                service=spec.definition.name,
+                role=role.name,
+                package=_package_file(
+                    role.name, source if source.is_absolute() else (base_dir / source).resolve()
+                ),
+                os_family=spec.configuration.os_family or "debian-12",
+                os_version=os_version or spec.configuration.os_version,
+                topology=topology,
+                **_role_program(role),
+                **_settings(spec, role.name, secret_settings),
+                opts=child,
             )
         self.instances = pulumi.Output.all(*[role.instances for role in self.roles.values()]).apply(
             lambda groups: [instance for group in groups for instance in group]
@@ -298,10 +304,69 @@ class CloudService(pulumi.ComponentResource):
         self.image_chains = pulumi.Output.all(*[r.layers for r in self.roles.values()]).apply(
             lambda chains: dict(zip(names, map(_volumes, chains), strict=True))
         )
-        self.register_outputs({"instances": self.instances, "imageChains": self.image_chains})
+        self.endpoints = (
+            self.front_door.endpoints if self.front_door else pulumi.Output.from_input({})
+        )
+        self.register_outputs(
+            {
+                "instances": self.instances,
+                "imageChains": self.image_chains,
+                "endpoints": self.endpoints,
+            }
+        )
 
-    def _topology(self, spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
+    def _host_name(self, role: RoleDefinition) -> str:
+        return f"{self.prefix}-{role.name.lower()}"
+
+    def _topology(self, cidr: str) -> str:
         try:
-            return _topology(spec, cidr, counts)
+            return _topology(self.spec, cidr, self.counts)
         except ValueError as exc:  # more instances than the subnet's blocks hold
-            raise pulumi.RunError(f"service {spec.definition.name}: {exc}") from exc
+            raise pulumi.RunError(f"service {self.spec.definition.name}: {exc}") from exc
+
+    def _front_door(
+        self, name: str, cidr: str, address: str, ports: Mapping[str, int]
+    ) -> FrontDoor:
+        """One listener per input endpoint, over the role's instances at their fixed addresses."""
+        listeners = []
+        for slot, role in enumerate(self.spec.definition.roles):
+            probe = _probe(self.spec.definition, role)
+            for endpoint in role.input_endpoints:
+                if endpoint.protocol == "udp":
+                    pulumi.log.warn(f"{role.name}.{endpoint.name}: udp is not balanced", self)
+                    continue
+                servers = [
+                    BackendServerArgs(
+                        name=f"{self._host_name(role)}-{index}",
+                        address=self._address(cidr, slot, index),
+                        port=endpoint.effective_local_port,
+                    )
+                    for index in range(self.counts[role.name])
+                ]
+                listeners.append(
+                    FrontDoorListenerArgs(
+                        name=f"{role.name}.{endpoint.name}",
+                        protocol="http" if endpoint.protocol == "http" else "tcp",
+                        port=ports.get(endpoint.name, endpoint.port),
+                        probe=probe,
+                        servers=servers,
+                    )
+                )
+        return FrontDoor(
+            f"{name}-front-door",
+            name=self.prefix,
+            bind_address=address,
+            listeners=listeners,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _address(self, cidr: str, slot: int, index: int) -> str:
+        try:
+            return instance_address(cidr, _offset(slot), index)
+        except ValueError as exc:
+            raise pulumi.RunError(f"service {self.spec.definition.name}: {exc}") from exc
+
+
+def _offset(slot: int) -> int:
+    """Role `slot` (its place in the definition) takes a block of the subnet's addresses."""
+    return ADDRESS_BASE + slot * ADDRESS_BLOCK

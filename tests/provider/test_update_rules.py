@@ -84,6 +84,7 @@ CHANGES: dict[str, Any] = {
     "secretSettings": {"Password": "other"},
     "onConfigurationChange": "recycle",
     "topology": '{"roles": {}}',
+    "frontDoor": "/elsewhere/frontdoor/cs-t",
 }
 
 

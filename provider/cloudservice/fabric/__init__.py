@@ -15,6 +15,14 @@ from ._layers import Layer, file_sha256
 from ._placement import Wave, rollout_waves, update_domain_of
 from ._rollout import HealthGate, Progress, roll, scale
 from .errors import FabricError, GateFailed, RolloutStopped
+from .front_door import (
+    BackendServer,
+    FrontDoorDeployment,
+    FrontDoorListener,
+    RotationEntry,
+    ServiceFrontDoor,
+    ServiceFrontDoorSpec,
+)
 from .package_role import (
     LocalStorage,
     PackageRole,
@@ -25,11 +33,18 @@ from .package_role import (
 from .vm_role import VmRole, VmRoleDeployment, VmRoleSpec
 
 __all__ = [
+    "BackendServer",
+    "FrontDoorDeployment",
+    "FrontDoorListener",
+    "RotationEntry",
+    "ServiceFrontDoor",
+    "ServiceFrontDoorSpec",
     "AgentStatus",
     "LocalStorage",
     "PackageRole",
     "PackageRoleDeployment",
     "PackageRoleSpec",
+    "Placement",
     "ServiceNetwork",
     "StartupTask",
     "instance_address",

@@ -65,6 +65,28 @@ class Instance(Model):
     )
 
 
+class Placement(Model):
+    """Where a role's instances sit: the service network and the front door, when it has them."""
+
+    network: str | None = Field(
+        default=None, description="The service's libvirt network; none: loopback forwards."
+    )
+    cidr: str | None = Field(default=None, description="The network's IPv4 subnet.")
+    address_offset: int = Field(
+        default=10, ge=2, description="Instance i gets host number addressOffset + i of cidr."
+    )
+    front_door: str | None = Field(
+        default=None,
+        description="The service front door's directory: rollouts take instances out of its "
+        "rotation and back.",
+    )
+
+    def service_network(self) -> ServiceNetwork | None:
+        if self.network is None or self.cidr is None:
+            return None
+        return ServiceNetwork(self.network, self.cidr, self.address_offset)
+
+
 @dataclass(frozen=True)
 class ServiceNetwork:
     """The service's libvirt network, and the block of its addresses a role's instances take:

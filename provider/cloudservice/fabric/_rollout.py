@@ -17,6 +17,7 @@ from ..model import UpgradeMode
 from ._health import Probe, wait_healthy
 from ._instances import Endpoint, Instance, instance_index, sorted_instances
 from ._placement import rollout_waves
+from ._rotation import NO_ROTATION, Rotation
 from .errors import GateFailed, RolloutStopped
 
 
@@ -79,10 +80,12 @@ def roll(
     gate: Gate,
     mode: UpgradeMode,
     manual_limit: int | None = None,
+    rotation: Rotation = NO_ROTATION,
 ) -> Progress:
-    """Restart the outdated instances one wave (update domain) at a time, each behind the gate.
+    """Restart the outdated instances one wave (update domain) at a time, each behind the gate:
+    a wave leaves the front door's rotation first and rejoins once healthy.
 
-    Raises RolloutStopped with the Progress so far when a gate fails.
+    Raises RolloutStopped with the Progress so far when a gate fails (that wave stays out).
     """
     current = {i.name: i for i in instances}
     waves = rollout_waves(
@@ -90,11 +93,14 @@ def roll(
     )
     progress = Progress(sorted_instances(current.values()))
     for wave in waves:
+        rotation.leave([current[name] for name in wave.instances])
         moved = [restart(current[name]) for name in wave.instances]
         current.update({i.name: i for i in moved})
         progress.update_domains.extend(wave.update_domains)
         try:
-            current.update({i.name: i for i in gate.wait(moved)})
+            healthy = gate.wait(moved)
+            current.update({i.name: i for i in healthy})
+            rotation.join(healthy)
         except GateFailed as exc:
             progress.instances, progress.complete = sorted_instances(current.values()), False
             raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc
@@ -109,19 +115,23 @@ def scale(
     start: Callable[[int], Instance],
     drop: Callable[[Instance], None],
     gate: Gate,
+    rotation: Rotation = NO_ROTATION,
 ) -> tuple[list[Instance], bool]:
-    """Instances 0..count-1: missing ones started (behind the gate), those past it dropped.
+    """Instances 0..count-1: missing ones started (behind the gate, then into the rotation),
+    those past it dropped (out of the rotation first).
 
     Returns (instances, whether any was started or dropped). Raises RolloutStopped with the
     instances as they are when a new instance fails its gate.
     """
     kept = {instance_index(i.name): i for i in instances}
     dropped = [kept.pop(index) for index in sorted(kept) if index >= count]
+    rotation.leave(dropped)
     for instance in dropped:
         drop(instance)
     started = [start(index) for index in range(count) if index not in kept]
     try:
         healthy = gate.wait(started)
+        rotation.join(healthy)
     except GateFailed as exc:
         raise RolloutStopped(str(exc), sorted_instances([*kept.values(), *started])) from exc
     return sorted_instances([*kept.values(), *healthy]), bool(started or dropped)

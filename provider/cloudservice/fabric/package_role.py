@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..model import Model, UpgradeMode, diff_packages, read_package
 from ..virt import AttachedDisk, Host, VolumeInfo
@@ -43,6 +43,7 @@ from ._instances import (
     Endpoint,
     Instance,
     InstanceTemplate,
+    Placement,
     ServiceNetwork,
     drop_instance,
     instance_alive,
@@ -54,6 +55,7 @@ from ._instances import (
 from ._layers import ImageChain, Layer, ancestry, file_sha256
 from ._placement import rollout_waves
 from ._rollout import HealthGate, Progress, roll, scale
+from ._rotation import Rotation
 from .errors import FabricError, RolloutStopped
 
 
@@ -73,7 +75,7 @@ class LocalStorage(Model):
     clean_on_role_recycle: bool = Field(default=True, description="Emptied when the role restarts.")
 
 
-class PackageRoleSpec(Model):
+class PackageRoleSpec(Placement):
     """What a Web or Worker role is asked to be."""
 
     name: str = Field(
@@ -83,11 +85,6 @@ class PackageRoleSpec(Model):
     service: str = Field(description="The service's name, as in its definition.")
     role: str = Field(description="The role's name, as in the service definition.")
     pool: str = Field(description="Storage pool for the OS image, packages and overlays.")
-    network: str = Field(description="The service's libvirt network (NAT, with DHCP).")
-    cidr: str = Field(description="The network's IPv4 subnet, e.g. 10.213.0.0/24.")
-    address_offset: int = Field(
-        default=10, ge=2, description="Instance i gets host number addressOffset + i of cidr."
-    )
     package: str = Field(description="Absolute path of the role's package (.cspkg).")
     package_sha256: str | None = Field(default=None, description="Filled in by the provider.")
     os_family: str = Field(default="debian-12", description="Guest OS family.")
@@ -149,6 +146,14 @@ class PackageRoleSpec(Model):
     max_chain_depth: int = Field(
         default=4, ge=1, le=16, description="OS layers above which a version is uploaded whole."
     )
+
+    @model_validator(mode="after")
+    def _on_the_service_network(self) -> PackageRoleSpec:
+        if self.network is None or self.cidr is None:
+            raise ValueError(
+                "a Web or Worker role sits on the service network: give network and cidr"
+            )
+        return self
 
     def sha256(self) -> str:
         return self.package_sha256 or file_sha256(Path(self.package))
@@ -221,7 +226,10 @@ class PackageRole:
     def __init__(self, host: Host, spec: PackageRoleSpec) -> None:
         self.host, self.spec = host, spec
         self.chain = ImageChain(host, spec.pool, f"{spec.name}-os")
-        self.network = ServiceNetwork(spec.network, spec.cidr, spec.address_offset)
+        network = spec.service_network()
+        assert network is not None  # the spec's validator
+        self.network: ServiceNetwork = network
+        self.rotation = Rotation(spec.front_door)
         self.sha256 = spec.sha256()
         self.machine = spec.machine_digest()
 
@@ -426,6 +434,7 @@ class PackageRole:
                 gate=self.spec.gate(self.host),
                 mode=self.spec.upgrade_mode,
                 manual_limit=self.spec.manual_update_domain,
+                rotation=self.rotation,
             )
         except RolloutStopped as stopped:
             partial = self._progressed(deployment, stopped.state, streamed_before)
@@ -461,6 +470,7 @@ class PackageRole:
                 start=lambda index: start_instance(self.host, template, index),
                 drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
                 gate=self.spec.gate(self.host),
+                rotation=self.rotation,
             )
         except RolloutStopped as stopped:
             partial = deployment.model_copy(update={"instances": stopped.state})

@@ -22,6 +22,7 @@ from ._instances import (
     Endpoint,
     Instance,
     InstanceTemplate,
+    Placement,
     drop_instance,
     instance_alive,
     instance_index,
@@ -32,10 +33,11 @@ from ._instances import (
 from ._layers import ImageChain, Layer, ancestry, file_sha256
 from ._placement import rollout_waves
 from ._rollout import HealthGate, Progress, roll, scale
+from ._rotation import Rotation
 from .errors import RolloutStopped
 
 
-class VmRoleSpec(Model):
+class VmRoleSpec(Placement):
     """What a VM role is asked to be."""
 
     name: str = Field(
@@ -79,7 +81,8 @@ class VmRoleSpec(Model):
         """What an instance starts with besides its disk: the properties whose change is a
         rolling upgrade (the image aside: it is the instance's layer)."""
         wire = self.wire()
-        upgrade = [p for p in properties_of_kind(ChangeKind.ROLLING_UPGRADE) if "image" not in p]
+        rolling = properties_of_kind(ChangeKind.ROLLING_UPGRADE)
+        upgrade = [p for p in rolling if p in wire and "image" not in p]
         settings = {name: wire.get(name) for name in upgrade}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -106,6 +109,8 @@ class VmRole:
     def __init__(self, host: Host, spec: VmRoleSpec) -> None:
         self.host, self.spec = host, spec
         self.chain = ImageChain(host, spec.pool, spec.name)
+        self.network = spec.service_network()
+        self.rotation = Rotation(spec.front_door)
         # Once per operation: the image's digest may mean reading the whole file.
         self.sha256 = spec.sha256()
         self.settings = spec.settings_digest()
@@ -147,7 +152,7 @@ class VmRole:
     def remove(self, deployment: VmRoleDeployment) -> None:
         pool = self.spec.pool
         for name in instance_names_on_host(self.host, pool, self.spec.name, deployment.instances):
-            drop_instance(self.host, pool, name)
+            drop_instance(self.host, pool, name, self.network)
         for layer in reversed(deployment.layers):
             self.chain.delete(layer.volume)
 
@@ -196,6 +201,7 @@ class VmRole:
             endpoints=spec.endpoints,
             disk=layer.disk(spec.pool),
             settings=self.settings,
+            network=self.network,
         )
 
     def _release(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
@@ -221,6 +227,7 @@ class VmRole:
                 gate=self.spec.gate(),
                 mode=self.spec.upgrade_mode,
                 manual_limit=self.spec.manual_update_domain,
+                rotation=self.rotation,
             )
         except RolloutStopped as stopped:
             progress = stopped.state
@@ -258,8 +265,9 @@ class VmRole:
                 deployment.instances,
                 self.spec.instance_count,
                 start=lambda index: start_instance(self.host, template, index),
-                drop=lambda i: drop_instance(self.host, self.spec.pool, i.name),
+                drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
                 gate=self.spec.gate(),
+                rotation=self.rotation,
             )
         except RolloutStopped as stopped:
             partial = deployment.model_copy(update={"instances": stopped.state})
@@ -273,5 +281,6 @@ class VmRole:
     def _remove_first_deploy(self) -> None:
         """A failed first deploy leaves nothing behind: these are the only names it uses."""
         for index in range(self.spec.instance_count):
-            drop_instance(self.host, self.spec.pool, instance_name(self.spec.name, index))
+            name = instance_name(self.spec.name, index)
+            drop_instance(self.host, self.spec.pool, name, self.network)
         self.chain.delete(self.chain.layer_name(0, "vpc"))

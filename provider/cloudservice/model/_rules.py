@@ -110,6 +110,9 @@ ROLE_RULES: dict[str, ChangeRule] = {
     "topology": ChangeRule(
         ChangeKind.IN_PLACE, "the service's instances, as the role sees them: as settings"
     ),
+    "frontDoor": ChangeRule(
+        ChangeKind.IN_PLACE, "which front door's rotation rollouts drive: nothing restarts"
+    ),
     "upgradeMode": ChangeRule(ChangeKind.IN_PLACE, _DEPLOYMENT_SETTING),
     "manualUpdateDomain": ChangeRule(ChangeKind.IN_PLACE, _DEPLOYMENT_SETTING),
     "healthTimeoutSeconds": ChangeRule(ChangeKind.IN_PLACE, _DEPLOYMENT_SETTING),

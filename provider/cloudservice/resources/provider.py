@@ -38,13 +38,14 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 from ..virt import DEFAULT_URI, Host
 from . import _wire
 from ._base import Model, PartialFailure, Resource, wire_names
+from .front_door import FrontDoor
 from .retired import RETIRED
 from .schema import build_schema
 from .vm_role import VmRole
 from .web_role import WebRole
 from .worker_role import WorkerRole
 
-RESOURCES: tuple[type[Resource[Any, Any]], ...] = (VmRole, WebRole, WorkerRole)
+RESOURCES: tuple[type[Resource[Any, Any]], ...] = (VmRole, WebRole, WorkerRole, FrontDoor)
 
 
 class CloudServiceProvider(Provider):

@@ -6,6 +6,7 @@ import builtins as _builtins
 from . import _utilities
 import typing
 # Export this package's modules as members:
+from .front_door import *
 from .provider import *
 from .vm_role import *
 from .web_role import *
@@ -28,6 +29,7 @@ _utilities.register(
   "mod": "index",
   "fqn": "pulumi_cloudservice",
   "classes": {
+   "cloudservice:index:FrontDoor": "FrontDoor",
    "cloudservice:index:VmRole": "VmRole",
    "cloudservice:index:WebRole": "WebRole",
    "cloudservice:index:WorkerRole": "WorkerRole"

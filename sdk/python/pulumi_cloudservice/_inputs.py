@@ -15,8 +15,12 @@ else:
 from . import _utilities
 
 __all__ = [
+    'BackendServerArgs',
+    'BackendServerArgsDict',
     'EndpointArgs',
     'EndpointArgsDict',
+    'FrontDoorListenerArgs',
+    'FrontDoorListenerArgsDict',
     'LocalStorageArgs',
     'LocalStorageArgsDict',
     'ProbeArgs',
@@ -24,6 +28,72 @@ __all__ = [
     'StartupTaskArgs',
     'StartupTaskArgsDict',
 ]
+
+class BackendServerArgsDict(TypedDict):
+    address: pulumi.Input[_builtins.str]
+    """
+    The instance's address on the service network.
+    """
+    name: pulumi.Input[_builtins.str]
+    """
+    The instance's name: rollouts find it by this name.
+    """
+    port: pulumi.Input[_builtins.int]
+    """
+    The port the instance listens on.
+    """
+
+@pulumi.input_type
+class BackendServerArgs:
+    def __init__(__self__, *,
+                 address: pulumi.Input[_builtins.str],
+                 name: pulumi.Input[_builtins.str],
+                 port: pulumi.Input[_builtins.int]):
+        """
+        :param pulumi.Input[_builtins.str] address: The instance's address on the service network.
+        :param pulumi.Input[_builtins.str] name: The instance's name: rollouts find it by this name.
+        :param pulumi.Input[_builtins.int] port: The port the instance listens on.
+        """
+        pulumi.set(__self__, "address", address)
+        pulumi.set(__self__, "name", name)
+        pulumi.set(__self__, "port", port)
+
+    @_builtins.property
+    @pulumi.getter
+    def address(self) -> pulumi.Input[_builtins.str]:
+        """
+        The instance's address on the service network.
+        """
+        return pulumi.get(self, "address")
+
+    @address.setter
+    def address(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "address", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> pulumi.Input[_builtins.str]:
+        """
+        The instance's name: rollouts find it by this name.
+        """
+        return pulumi.get(self, "name")
+
+    @name.setter
+    def name(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "name", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def port(self) -> pulumi.Input[_builtins.int]:
+        """
+        The port the instance listens on.
+        """
+        return pulumi.get(self, "port")
+
+    @port.setter
+    def port(self, value: pulumi.Input[_builtins.int]):
+        pulumi.set(self, "port", value)
+
 
 class EndpointArgsDict(TypedDict):
     name: NotRequired[pulumi.Input[Optional[_builtins.str]]]
@@ -98,6 +168,115 @@ class EndpointArgs:
     @protocol.setter
     def protocol(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "protocol", value)
+
+
+class FrontDoorListenerArgsDict(TypedDict):
+    name: pulumi.Input[_builtins.str]
+    """
+    Role and endpoint, e.g. Web.HttpIn.
+    """
+    port: pulumi.Input[_builtins.int]
+    """
+    The public port on the bind address.
+    """
+    probe: NotRequired[pulumi.Input[Optional['ProbeArgsDict']]]
+    """
+    The role's load balancer probe; default GET / (http) or connect.
+    """
+    protocol: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    http or tcp. One of: http, tcp.
+    """
+    servers: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['BackendServerArgsDict']]]]]
+    """
+    The role's instances.
+    """
+
+@pulumi.input_type
+class FrontDoorListenerArgs:
+    def __init__(__self__, *,
+                 name: pulumi.Input[_builtins.str],
+                 port: pulumi.Input[_builtins.int],
+                 probe: pulumi.Input[Optional['ProbeArgs']] = None,
+                 protocol: pulumi.Input[Optional[_builtins.str]] = None,
+                 servers: pulumi.Input[Optional[Sequence[pulumi.Input['BackendServerArgs']]]] = None):
+        """
+        :param pulumi.Input[_builtins.str] name: Role and endpoint, e.g. Web.HttpIn.
+        :param pulumi.Input[_builtins.int] port: The public port on the bind address.
+        :param pulumi.Input['ProbeArgs'] probe: The role's load balancer probe; default GET / (http) or connect.
+        :param pulumi.Input[_builtins.str] protocol: http or tcp. One of: http, tcp.
+        :param pulumi.Input[Sequence[pulumi.Input['BackendServerArgs']]] servers: The role's instances.
+        """
+        pulumi.set(__self__, "name", name)
+        pulumi.set(__self__, "port", port)
+        if probe is not None:
+            pulumi.set(__self__, "probe", probe)
+        if protocol is None:
+            protocol = 'http'
+        if protocol is not None:
+            pulumi.set(__self__, "protocol", protocol)
+        if servers is not None:
+            pulumi.set(__self__, "servers", servers)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> pulumi.Input[_builtins.str]:
+        """
+        Role and endpoint, e.g. Web.HttpIn.
+        """
+        return pulumi.get(self, "name")
+
+    @name.setter
+    def name(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "name", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def port(self) -> pulumi.Input[_builtins.int]:
+        """
+        The public port on the bind address.
+        """
+        return pulumi.get(self, "port")
+
+    @port.setter
+    def port(self, value: pulumi.Input[_builtins.int]):
+        pulumi.set(self, "port", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def probe(self) -> pulumi.Input[Optional['ProbeArgs']]:
+        """
+        The role's load balancer probe; default GET / (http) or connect.
+        """
+        return pulumi.get(self, "probe")
+
+    @probe.setter
+    def probe(self, value: pulumi.Input[Optional['ProbeArgs']]):
+        pulumi.set(self, "probe", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def protocol(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        http or tcp. One of: http, tcp.
+        """
+        return pulumi.get(self, "protocol")
+
+    @protocol.setter
+    def protocol(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "protocol", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def servers(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['BackendServerArgs']]]]:
+        """
+        The role's instances.
+        """
+        return pulumi.get(self, "servers")
+
+    @servers.setter
+    def servers(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['BackendServerArgs']]]]):
+        pulumi.set(self, "servers", value)
 
 
 class LocalStorageArgsDict(TypedDict):

@@ -13,15 +13,59 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import NotRequired, TypedDict, TypeAlias
 from . import _utilities
+from . import outputs
 
 __all__ = [
+    'BackendServer',
     'Endpoint',
+    'FrontDoorListener',
     'Instance',
     'Layer',
     'LocalStorage',
     'Probe',
+    'RotationEntry',
     'StartupTask',
 ]
+
+@pulumi.output_type
+class BackendServer(dict):
+    def __init__(__self__, *,
+                 address: _builtins.str,
+                 name: _builtins.str,
+                 port: _builtins.int):
+        """
+        :param _builtins.str address: The instance's address on the service network.
+        :param _builtins.str name: The instance's name: rollouts find it by this name.
+        :param _builtins.int port: The port the instance listens on.
+        """
+        pulumi.set(__self__, "address", address)
+        pulumi.set(__self__, "name", name)
+        pulumi.set(__self__, "port", port)
+
+    @_builtins.property
+    @pulumi.getter
+    def address(self) -> _builtins.str:
+        """
+        The instance's address on the service network.
+        """
+        return pulumi.get(self, "address")
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> _builtins.str:
+        """
+        The instance's name: rollouts find it by this name.
+        """
+        return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter
+    def port(self) -> _builtins.int:
+        """
+        The port the instance listens on.
+        """
+        return pulumi.get(self, "port")
+
 
 @pulumi.output_type
 class Endpoint(dict):
@@ -70,6 +114,73 @@ class Endpoint(dict):
         http or tcp. One of: http, tcp.
         """
         return pulumi.get(self, "protocol")
+
+
+@pulumi.output_type
+class FrontDoorListener(dict):
+    def __init__(__self__, *,
+                 name: _builtins.str,
+                 port: _builtins.int,
+                 probe: Optional['outputs.Probe'] = None,
+                 protocol: Optional[_builtins.str] = None,
+                 servers: Optional[Sequence['outputs.BackendServer']] = None):
+        """
+        :param _builtins.str name: Role and endpoint, e.g. Web.HttpIn.
+        :param _builtins.int port: The public port on the bind address.
+        :param 'Probe' probe: The role's load balancer probe; default GET / (http) or connect.
+        :param _builtins.str protocol: http or tcp. One of: http, tcp.
+        :param Sequence['BackendServer'] servers: The role's instances.
+        """
+        pulumi.set(__self__, "name", name)
+        pulumi.set(__self__, "port", port)
+        if probe is not None:
+            pulumi.set(__self__, "probe", probe)
+        if protocol is None:
+            protocol = 'http'
+        if protocol is not None:
+            pulumi.set(__self__, "protocol", protocol)
+        if servers is not None:
+            pulumi.set(__self__, "servers", servers)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> _builtins.str:
+        """
+        Role and endpoint, e.g. Web.HttpIn.
+        """
+        return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter
+    def port(self) -> _builtins.int:
+        """
+        The public port on the bind address.
+        """
+        return pulumi.get(self, "port")
+
+    @_builtins.property
+    @pulumi.getter
+    def probe(self) -> Optional['outputs.Probe']:
+        """
+        The role's load balancer probe; default GET / (http) or connect.
+        """
+        return pulumi.get(self, "probe")
+
+    @_builtins.property
+    @pulumi.getter
+    def protocol(self) -> Optional[_builtins.str]:
+        """
+        http or tcp. One of: http, tcp.
+        """
+        return pulumi.get(self, "protocol")
+
+    @_builtins.property
+    @pulumi.getter
+    def servers(self) -> Optional[Sequence['outputs.BackendServer']]:
+        """
+        The role's instances.
+        """
+        return pulumi.get(self, "servers")
 
 
 @pulumi.output_type
@@ -512,6 +623,49 @@ class Probe(dict):
         Seconds one probe may take.
         """
         return pulumi.get(self, "timeout_seconds")
+
+
+@pulumi.output_type
+class RotationEntry(dict):
+    def __init__(__self__, *,
+                 admin: _builtins.str,
+                 listener: _builtins.str,
+                 server: _builtins.str,
+                 state: _builtins.str):
+        """
+        :param _builtins.str admin: READY, DRAIN (leaving) or MAINT.
+        :param _builtins.str state: UP or DOWN, as the front door's probe sees it.
+        """
+        pulumi.set(__self__, "admin", admin)
+        pulumi.set(__self__, "listener", listener)
+        pulumi.set(__self__, "server", server)
+        pulumi.set(__self__, "state", state)
+
+    @_builtins.property
+    @pulumi.getter
+    def admin(self) -> _builtins.str:
+        """
+        READY, DRAIN (leaving) or MAINT.
+        """
+        return pulumi.get(self, "admin")
+
+    @_builtins.property
+    @pulumi.getter
+    def listener(self) -> _builtins.str:
+        return pulumi.get(self, "listener")
+
+    @_builtins.property
+    @pulumi.getter
+    def server(self) -> _builtins.str:
+        return pulumi.get(self, "server")
+
+    @_builtins.property
+    @pulumi.getter
+    def state(self) -> _builtins.str:
+        """
+        UP or DOWN, as the front door's probe sees it.
+        """
+        return pulumi.get(self, "state")
 
 
 @pulumi.output_type

@@ -25,11 +25,15 @@ class VmRoleArgs:
                  instance_count: pulumi.Input[_builtins.int],
                  name: pulumi.Input[_builtins.str],
                  pool: pulumi.Input[_builtins.str],
+                 address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]] = None,
+                 front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  image_sha256: pulumi.Input[Optional[_builtins.str]] = None,
                  manual_update_domain: pulumi.Input[Optional[_builtins.int]] = None,
                  max_chain_depth: pulumi.Input[Optional[_builtins.int]] = None,
+                 network: pulumi.Input[Optional[_builtins.str]] = None,
                  probe: pulumi.Input[Optional['ProbeArgs']] = None,
                  update_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  upgrade_mode: pulumi.Input[Optional[_builtins.str]] = None,
@@ -41,11 +45,15 @@ class VmRoleArgs:
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
         :param pulumi.Input[_builtins.str] pool: Storage pool for images and overlays.
+        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input['EndpointArgs']]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
+        :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.str] image_sha256: Filled in by the provider.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
         :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a release is uploaded whole.
+        :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input['ProbeArgs'] probe: Health probe; default: GET / on the first endpoint.
         :param pulumi.Input[_builtins.int] update_domain_count: Update domains instances are spread over.
         :param pulumi.Input[_builtins.str] upgrade_mode: auto, manual or simultaneous. One of: auto, manual, simultaneous.
@@ -55,8 +63,16 @@ class VmRoleArgs:
         pulumi.set(__self__, "instance_count", instance_count)
         pulumi.set(__self__, "name", name)
         pulumi.set(__self__, "pool", pool)
+        if address_offset is None:
+            address_offset = 10
+        if address_offset is not None:
+            pulumi.set(__self__, "address_offset", address_offset)
+        if cidr is not None:
+            pulumi.set(__self__, "cidr", cidr)
         if endpoints is not None:
             pulumi.set(__self__, "endpoints", endpoints)
+        if front_door is not None:
+            pulumi.set(__self__, "front_door", front_door)
         if health_timeout_seconds is None:
             health_timeout_seconds = 300
         if health_timeout_seconds is not None:
@@ -69,6 +85,8 @@ class VmRoleArgs:
             max_chain_depth = 4
         if max_chain_depth is not None:
             pulumi.set(__self__, "max_chain_depth", max_chain_depth)
+        if network is not None:
+            pulumi.set(__self__, "network", network)
         if probe is not None:
             pulumi.set(__self__, "probe", probe)
         if update_domain_count is None:
@@ -133,6 +151,30 @@ class VmRoleArgs:
         pulumi.set(self, "pool", value)
 
     @_builtins.property
+    @pulumi.getter(name="addressOffset")
+    def address_offset(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        Instance i gets host number addressOffset + i of cidr.
+        """
+        return pulumi.get(self, "address_offset")
+
+    @address_offset.setter
+    def address_offset(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "address_offset", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def cidr(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The network's IPv4 subnet.
+        """
+        return pulumi.get(self, "cidr")
+
+    @cidr.setter
+    def cidr(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "cidr", value)
+
+    @_builtins.property
     @pulumi.getter
     def endpoints(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]]:
         """
@@ -143,6 +185,18 @@ class VmRoleArgs:
     @endpoints.setter
     def endpoints(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]]):
         pulumi.set(self, "endpoints", value)
+
+    @_builtins.property
+    @pulumi.getter(name="frontDoor")
+    def front_door(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The service front door's directory: rollouts take instances out of its rotation and back.
+        """
+        return pulumi.get(self, "front_door")
+
+    @front_door.setter
+    def front_door(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "front_door", value)
 
     @_builtins.property
     @pulumi.getter(name="healthTimeoutSeconds")
@@ -191,6 +245,18 @@ class VmRoleArgs:
     @max_chain_depth.setter
     def max_chain_depth(self, value: pulumi.Input[Optional[_builtins.int]]):
         pulumi.set(self, "max_chain_depth", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def network(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The service's libvirt network; none: loopback forwards.
+        """
+        return pulumi.get(self, "network")
+
+    @network.setter
+    def network(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "network", value)
 
     @_builtins.property
     @pulumi.getter
@@ -247,7 +313,10 @@ class VmRole(pulumi.CustomResource):
     def __init__(__self__,
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
+                 address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]]] = None,
+                 front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  image: pulumi.Input[Optional[_builtins.str]] = None,
                  image_sha256: pulumi.Input[Optional[_builtins.str]] = None,
@@ -255,6 +324,7 @@ class VmRole(pulumi.CustomResource):
                  manual_update_domain: pulumi.Input[Optional[_builtins.int]] = None,
                  max_chain_depth: pulumi.Input[Optional[_builtins.int]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 network: pulumi.Input[Optional[_builtins.str]] = None,
                  pool: pulumi.Input[Optional[_builtins.str]] = None,
                  probe: pulumi.Input[Optional[Union['ProbeArgs', 'ProbeArgsDict']]] = None,
                  update_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
@@ -266,7 +336,10 @@ class VmRole(pulumi.CustomResource):
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
+        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
+        :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.str] image: Absolute path of the role's .vhd: fixed, dynamic, or a differencing disk whose parent is the image deployed now.
         :param pulumi.Input[_builtins.str] image_sha256: Filled in by the provider.
@@ -274,6 +347,7 @@ class VmRole(pulumi.CustomResource):
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
         :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a release is uploaded whole.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
+        :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input[_builtins.str] pool: Storage pool for images and overlays.
         :param pulumi.Input[Union['ProbeArgs', 'ProbeArgsDict']] probe: Health probe; default: GET / on the first endpoint.
         :param pulumi.Input[_builtins.int] update_domain_count: Update domains instances are spread over.
@@ -304,7 +378,10 @@ class VmRole(pulumi.CustomResource):
     def _internal_init(__self__,
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
+                 address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]]] = None,
+                 front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  image: pulumi.Input[Optional[_builtins.str]] = None,
                  image_sha256: pulumi.Input[Optional[_builtins.str]] = None,
@@ -312,6 +389,7 @@ class VmRole(pulumi.CustomResource):
                  manual_update_domain: pulumi.Input[Optional[_builtins.int]] = None,
                  max_chain_depth: pulumi.Input[Optional[_builtins.int]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 network: pulumi.Input[Optional[_builtins.str]] = None,
                  pool: pulumi.Input[Optional[_builtins.str]] = None,
                  probe: pulumi.Input[Optional[Union['ProbeArgs', 'ProbeArgsDict']]] = None,
                  update_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
@@ -326,7 +404,12 @@ class VmRole(pulumi.CustomResource):
                 raise TypeError('__props__ is only valid when passed in combination with a valid opts.id to get an existing resource')
             __props__ = VmRoleArgs.__new__(VmRoleArgs)
 
+            if address_offset is None:
+                address_offset = 10
+            __props__.__dict__["address_offset"] = address_offset
+            __props__.__dict__["cidr"] = cidr
             __props__.__dict__["endpoints"] = endpoints
+            __props__.__dict__["front_door"] = front_door
             if health_timeout_seconds is None:
                 health_timeout_seconds = 300
             __props__.__dict__["health_timeout_seconds"] = health_timeout_seconds
@@ -344,6 +427,7 @@ class VmRole(pulumi.CustomResource):
             if name is None and not opts.urn:
                 raise TypeError("Missing required property 'name'")
             __props__.__dict__["name"] = name
+            __props__.__dict__["network"] = network
             if pool is None and not opts.urn:
                 raise TypeError("Missing required property 'pool'")
             __props__.__dict__["pool"] = pool
@@ -385,7 +469,10 @@ class VmRole(pulumi.CustomResource):
 
         __props__ = VmRoleArgs.__new__(VmRoleArgs)
 
+        __props__.__dict__["address_offset"] = None
+        __props__.__dict__["cidr"] = None
         __props__.__dict__["endpoints"] = None
+        __props__.__dict__["front_door"] = None
         __props__.__dict__["health_timeout_seconds"] = None
         __props__.__dict__["image"] = None
         __props__.__dict__["image_sha256"] = None
@@ -396,6 +483,7 @@ class VmRole(pulumi.CustomResource):
         __props__.__dict__["manual_update_domain"] = None
         __props__.__dict__["max_chain_depth"] = None
         __props__.__dict__["name"] = None
+        __props__.__dict__["network"] = None
         __props__.__dict__["pool"] = None
         __props__.__dict__["probe"] = None
         __props__.__dict__["rollout_complete"] = None
@@ -407,12 +495,36 @@ class VmRole(pulumi.CustomResource):
         return VmRole(resource_name, opts=opts, __props__=__props__)
 
     @_builtins.property
+    @pulumi.getter(name="addressOffset")
+    def address_offset(self) -> pulumi.Output[_builtins.int]:
+        """
+        Instance i gets host number addressOffset + i of cidr.
+        """
+        return pulumi.get(self, "address_offset")
+
+    @_builtins.property
+    @pulumi.getter
+    def cidr(self) -> pulumi.Output[_builtins.str]:
+        """
+        The network's IPv4 subnet.
+        """
+        return pulumi.get(self, "cidr")
+
+    @_builtins.property
     @pulumi.getter
     def endpoints(self) -> pulumi.Output[Sequence['outputs.Endpoint']]:
         """
         Input endpoints; each is forwarded from a port on the host's loopback.
         """
         return pulumi.get(self, "endpoints")
+
+    @_builtins.property
+    @pulumi.getter(name="frontDoor")
+    def front_door(self) -> pulumi.Output[_builtins.str]:
+        """
+        The service front door's directory: rollouts take instances out of its rotation and back.
+        """
+        return pulumi.get(self, "front_door")
 
     @_builtins.property
     @pulumi.getter(name="healthTimeoutSeconds")
@@ -493,6 +605,14 @@ class VmRole(pulumi.CustomResource):
         Prefix of the role's objects on the host, e.g. cs-dev-web.
         """
         return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter
+    def network(self) -> pulumi.Output[_builtins.str]:
+        """
+        The service's libvirt network; none: loopback forwards.
+        """
+        return pulumi.get(self, "network")
 
     @_builtins.property
     @pulumi.getter

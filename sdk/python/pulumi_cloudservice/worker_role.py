@@ -21,23 +21,24 @@ __all__ = ['WorkerRoleArgs', 'WorkerRole']
 @pulumi.input_type
 class WorkerRoleArgs:
     def __init__(__self__, *,
-                 cidr: pulumi.Input[_builtins.str],
                  instance_count: pulumi.Input[_builtins.int],
                  name: pulumi.Input[_builtins.str],
-                 network: pulumi.Input[_builtins.str],
                  package: pulumi.Input[_builtins.str],
                  pool: pulumi.Input[_builtins.str],
                  role: pulumi.Input[_builtins.str],
                  service: pulumi.Input[_builtins.str],
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]] = None,
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
                  environment: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  local_storage: pulumi.Input[Optional[Sequence[pulumi.Input['LocalStorageArgs']]]] = None,
                  manual_update_domain: pulumi.Input[Optional[_builtins.int]] = None,
                  max_chain_depth: pulumi.Input[Optional[_builtins.int]] = None,
+                 network: pulumi.Input[Optional[_builtins.str]] = None,
                  on_configuration_change: pulumi.Input[Optional[_builtins.str]] = None,
                  os_family: pulumi.Input[Optional[_builtins.str]] = None,
                  os_image: pulumi.Input[Optional[_builtins.str]] = None,
@@ -57,23 +58,24 @@ class WorkerRoleArgs:
         """
         The set of arguments for constructing a WorkerRole resource.
 
-        :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet, e.g. 10.213.0.0/24.
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
-        :param pulumi.Input[_builtins.str] network: The service's libvirt network (NAT, with DHCP).
         :param pulumi.Input[_builtins.str] package: Absolute path of the role's package (.cspkg).
         :param pulumi.Input[_builtins.str] pool: Storage pool for the OS image, packages and overlays.
         :param pulumi.Input[_builtins.str] role: The role's name, as in the service definition.
         :param pulumi.Input[_builtins.str] service: The service's name, as in its definition.
         :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input['EndpointArgs']]] endpoints: Input endpoints: answered at each instance's address.
         :param pulumi.Input[_builtins.str] entry_point: Command line of the role; default the package's.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] environment: Environment variables of the role's processes.
         :param pulumi.Input[_builtins.str] execution_context: The entry point runs as the role's user, or as root. One of: limited, elevated.
+        :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[Sequence[pulumi.Input['LocalStorageArgs']]] local_storage: Local scratch directories.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
         :param pulumi.Input[_builtins.int] max_chain_depth: OS layers above which a version is uploaded whole.
+        :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input[_builtins.str] on_configuration_change: signal (SIGHUP) or recycle the role on a setting change. One of: signal, recycle.
         :param pulumi.Input[_builtins.str] os_family: Guest OS family.
         :param pulumi.Input[_builtins.str] os_image: That version's image: by the provider.
@@ -91,10 +93,8 @@ class WorkerRoleArgs:
         :param pulumi.Input[_builtins.str] upgrade_mode: auto, manual or simultaneous. One of: auto, manual, simultaneous.
         :param pulumi.Input[_builtins.str] vm_size: Azure VM size name.
         """
-        pulumi.set(__self__, "cidr", cidr)
         pulumi.set(__self__, "instance_count", instance_count)
         pulumi.set(__self__, "name", name)
-        pulumi.set(__self__, "network", network)
         pulumi.set(__self__, "package", package)
         pulumi.set(__self__, "pool", pool)
         pulumi.set(__self__, "role", role)
@@ -103,6 +103,8 @@ class WorkerRoleArgs:
             address_offset = 10
         if address_offset is not None:
             pulumi.set(__self__, "address_offset", address_offset)
+        if cidr is not None:
+            pulumi.set(__self__, "cidr", cidr)
         if endpoints is not None:
             pulumi.set(__self__, "endpoints", endpoints)
         if entry_point is not None:
@@ -113,6 +115,8 @@ class WorkerRoleArgs:
             execution_context = 'limited'
         if execution_context is not None:
             pulumi.set(__self__, "execution_context", execution_context)
+        if front_door is not None:
+            pulumi.set(__self__, "front_door", front_door)
         if health_timeout_seconds is None:
             health_timeout_seconds = 300
         if health_timeout_seconds is not None:
@@ -125,6 +129,8 @@ class WorkerRoleArgs:
             max_chain_depth = 4
         if max_chain_depth is not None:
             pulumi.set(__self__, "max_chain_depth", max_chain_depth)
+        if network is not None:
+            pulumi.set(__self__, "network", network)
         if on_configuration_change is None:
             on_configuration_change = 'signal'
         if on_configuration_change is not None:
@@ -175,18 +181,6 @@ class WorkerRoleArgs:
             pulumi.set(__self__, "vm_size", vm_size)
 
     @_builtins.property
-    @pulumi.getter
-    def cidr(self) -> pulumi.Input[_builtins.str]:
-        """
-        The network's IPv4 subnet, e.g. 10.213.0.0/24.
-        """
-        return pulumi.get(self, "cidr")
-
-    @cidr.setter
-    def cidr(self, value: pulumi.Input[_builtins.str]):
-        pulumi.set(self, "cidr", value)
-
-    @_builtins.property
     @pulumi.getter(name="instanceCount")
     def instance_count(self) -> pulumi.Input[_builtins.int]:
         """
@@ -209,18 +203,6 @@ class WorkerRoleArgs:
     @name.setter
     def name(self, value: pulumi.Input[_builtins.str]):
         pulumi.set(self, "name", value)
-
-    @_builtins.property
-    @pulumi.getter
-    def network(self) -> pulumi.Input[_builtins.str]:
-        """
-        The service's libvirt network (NAT, with DHCP).
-        """
-        return pulumi.get(self, "network")
-
-    @network.setter
-    def network(self, value: pulumi.Input[_builtins.str]):
-        pulumi.set(self, "network", value)
 
     @_builtins.property
     @pulumi.getter
@@ -284,6 +266,18 @@ class WorkerRoleArgs:
 
     @_builtins.property
     @pulumi.getter
+    def cidr(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The network's IPv4 subnet.
+        """
+        return pulumi.get(self, "cidr")
+
+    @cidr.setter
+    def cidr(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "cidr", value)
+
+    @_builtins.property
+    @pulumi.getter
     def endpoints(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]]:
         """
         Input endpoints: answered at each instance's address.
@@ -329,6 +323,18 @@ class WorkerRoleArgs:
     @execution_context.setter
     def execution_context(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "execution_context", value)
+
+    @_builtins.property
+    @pulumi.getter(name="frontDoor")
+    def front_door(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The service front door's directory: rollouts take instances out of its rotation and back.
+        """
+        return pulumi.get(self, "front_door")
+
+    @front_door.setter
+    def front_door(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "front_door", value)
 
     @_builtins.property
     @pulumi.getter(name="healthTimeoutSeconds")
@@ -377,6 +383,18 @@ class WorkerRoleArgs:
     @max_chain_depth.setter
     def max_chain_depth(self, value: pulumi.Input[Optional[_builtins.int]]):
         pulumi.set(self, "max_chain_depth", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def network(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The service's libvirt network; none: loopback forwards.
+        """
+        return pulumi.get(self, "network")
+
+    @network.setter
+    def network(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "network", value)
 
     @_builtins.property
     @pulumi.getter(name="onConfigurationChange")
@@ -583,6 +601,7 @@ class WorkerRole(pulumi.CustomResource):
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
                  environment: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  instance_count: pulumi.Input[Optional[_builtins.int]] = None,
                  local_storage: pulumi.Input[Optional[Sequence[pulumi.Input[Union['LocalStorageArgs', 'LocalStorageArgsDict']]]]] = None,
@@ -617,18 +636,19 @@ class WorkerRole(pulumi.CustomResource):
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
-        :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet, e.g. 10.213.0.0/24.
+        :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]] endpoints: Input endpoints: answered at each instance's address.
         :param pulumi.Input[_builtins.str] entry_point: Command line of the role; default the package's.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] environment: Environment variables of the role's processes.
         :param pulumi.Input[_builtins.str] execution_context: The entry point runs as the role's user, or as root. One of: limited, elevated.
+        :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[Sequence[pulumi.Input[Union['LocalStorageArgs', 'LocalStorageArgsDict']]]] local_storage: Local scratch directories.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
         :param pulumi.Input[_builtins.int] max_chain_depth: OS layers above which a version is uploaded whole.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
-        :param pulumi.Input[_builtins.str] network: The service's libvirt network (NAT, with DHCP).
+        :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input[_builtins.str] on_configuration_change: signal (SIGHUP) or recycle the role on a setting change. One of: signal, recycle.
         :param pulumi.Input[_builtins.str] os_family: Guest OS family.
         :param pulumi.Input[_builtins.str] os_image: That version's image: by the provider.
@@ -680,6 +700,7 @@ class WorkerRole(pulumi.CustomResource):
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
                  environment: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  instance_count: pulumi.Input[Optional[_builtins.int]] = None,
                  local_storage: pulumi.Input[Optional[Sequence[pulumi.Input[Union['LocalStorageArgs', 'LocalStorageArgsDict']]]]] = None,
@@ -719,8 +740,6 @@ class WorkerRole(pulumi.CustomResource):
             if address_offset is None:
                 address_offset = 10
             __props__.__dict__["address_offset"] = address_offset
-            if cidr is None and not opts.urn:
-                raise TypeError("Missing required property 'cidr'")
             __props__.__dict__["cidr"] = cidr
             __props__.__dict__["endpoints"] = endpoints
             __props__.__dict__["entry_point"] = entry_point
@@ -728,6 +747,7 @@ class WorkerRole(pulumi.CustomResource):
             if execution_context is None:
                 execution_context = 'limited'
             __props__.__dict__["execution_context"] = execution_context
+            __props__.__dict__["front_door"] = front_door
             if health_timeout_seconds is None:
                 health_timeout_seconds = 300
             __props__.__dict__["health_timeout_seconds"] = health_timeout_seconds
@@ -742,8 +762,6 @@ class WorkerRole(pulumi.CustomResource):
             if name is None and not opts.urn:
                 raise TypeError("Missing required property 'name'")
             __props__.__dict__["name"] = name
-            if network is None and not opts.urn:
-                raise TypeError("Missing required property 'network'")
             __props__.__dict__["network"] = network
             if on_configuration_change is None:
                 on_configuration_change = 'signal'
@@ -826,6 +844,7 @@ class WorkerRole(pulumi.CustomResource):
         __props__.__dict__["entry_point"] = None
         __props__.__dict__["environment"] = None
         __props__.__dict__["execution_context"] = None
+        __props__.__dict__["front_door"] = None
         __props__.__dict__["health_timeout_seconds"] = None
         __props__.__dict__["instance_count"] = None
         __props__.__dict__["instances"] = None
@@ -874,7 +893,7 @@ class WorkerRole(pulumi.CustomResource):
     @pulumi.getter
     def cidr(self) -> pulumi.Output[_builtins.str]:
         """
-        The network's IPv4 subnet, e.g. 10.213.0.0/24.
+        The network's IPv4 subnet.
         """
         return pulumi.get(self, "cidr")
 
@@ -909,6 +928,14 @@ class WorkerRole(pulumi.CustomResource):
         The entry point runs as the role's user, or as root. One of: limited, elevated.
         """
         return pulumi.get(self, "execution_context")
+
+    @_builtins.property
+    @pulumi.getter(name="frontDoor")
+    def front_door(self) -> pulumi.Output[_builtins.str]:
+        """
+        The service front door's directory: rollouts take instances out of its rotation and back.
+        """
+        return pulumi.get(self, "front_door")
 
     @_builtins.property
     @pulumi.getter(name="healthTimeoutSeconds")
@@ -986,7 +1013,7 @@ class WorkerRole(pulumi.CustomResource):
     @pulumi.getter
     def network(self) -> pulumi.Output[_builtins.str]:
         """
-        The service's libvirt network (NAT, with DHCP).
+        The service's libvirt network; none: loopback forwards.
         """
         return pulumi.get(self, "network")
 

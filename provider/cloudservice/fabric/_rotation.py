@@ -1,0 +1,53 @@
+"""The front door's rotation, as rollouts drive it: instances leave before they are touched and
+come back only once healthy (Azure's load balancer does the same per update domain).
+
+A front door's servers are named after the instances they balance to, so an instance is found
+in every listener it serves. Without a front door (or when it is not running: the next `up`
+restores it) there is nothing to drive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..frontdoor import FrontDoor, FrontDoorError
+from ._instances import Instance
+from .errors import GateFailed
+
+
+@dataclass(frozen=True)
+class Rotation:
+    directory: str | None  # the front door's directory; None: the role has no front door
+    drain_seconds: float = 30.0  # in-flight requests get this long to finish
+    join_seconds: float = 60.0  # how long a healthy instance may take to be seen UP
+
+    def leave(self, instances: Sequence[Instance]) -> None:
+        """No new connections for these instances; in-flight ones finish (bounded)."""
+        for door, listener, server in self._servers(instances):
+            door.drain(listener, server)
+        for door, listener, server in self._servers(instances):
+            door.wait_drained(listener, server, self.drain_seconds)
+
+    def join(self, instances: Sequence[Instance]) -> None:
+        """Back in rotation, once the front door's own probe sees them UP."""
+        for door, listener, server in self._servers(instances):
+            door.ready(listener, server)
+        for door, listener, server in self._servers(instances):
+            try:
+                door.wait_up(listener, server, self.join_seconds)
+            except FrontDoorError as exc:
+                raise GateFailed(f"instance {server} did not rejoin the rotation: {exc}") from exc
+
+    def _servers(self, instances: Sequence[Instance]) -> list[tuple[FrontDoor, str, str]]:
+        if self.directory is None:
+            return []
+        door = FrontDoor(Path(self.directory))
+        if not door.running():
+            return []
+        names = {instance.name for instance in instances}
+        return [(door, s.listener, s.server) for s in door.servers() if s.server in names]
+
+
+NO_ROTATION = Rotation(None)
