@@ -19,6 +19,7 @@ ALLOWED: dict[str, tuple[set[str], bool]] = {
     "model": (set(), False),
     "vhd": (set(), False),
     "virt": (set(), False),
+    "guestos": (set(), False),
     "fabric": ({"model", "vhd", "virt"}, False),
     "resources": ({"model", "vhd", "virt", "fabric"}, True),
 }
