@@ -24,8 +24,9 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 def register(subparsers: Any) -> None:
     os_parser = subparsers.add_parser(
-        "os", help="build and list guest OS images", description=__doc__
-    )
+        "os", help="build and list guest OS images", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     os_parser.set_defaults(func=lambda args: _usage(os_parser))
     actions = os_parser.add_subparsers(dest="os_action", metavar="ACTION")
 
