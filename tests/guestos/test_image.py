@@ -147,3 +147,19 @@ def test_a_forced_rebuild_gives_the_same_bytes(
         times = ", ".join(f"{k} {v:.1f} s" for k, v in first.seconds.items())
         print(f"\nguest OS rebuild: {times}")
     shutil.rmtree(tmp_path / "a", ignore_errors=True)
+
+
+def test_an_added_package_publishes_a_newer_version(
+    guest_image: BuildResult, tmp_path: Path
+) -> None:
+    """`--include` is how a test publishes "a newer version with updated packages"."""
+    catalog_file = tmp_path / "catalog.json"
+    Catalog(versions=[guest_image.entry]).save(catalog_file)
+    newer = build(BuildOptions(includes=("less",), out=tmp_path, catalog=catalog_file)).entry
+    catalog = Catalog.load(catalog_file)
+    assert catalog.resolve(newer.family, "*") == newer
+    assert newer.sequence == guest_image.entry.sequence + 1
+    assert newer.includes == ("less",) and newer.build_key != guest_image.entry.build_key
+    assert newer.packages_digest != guest_image.entry.packages_digest
+    assert newer.package_count > guest_image.entry.package_count
+    assert newer.version != guest_image.entry.version
