@@ -78,6 +78,7 @@ class Catalog(BaseModel):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600; the catalog is no secret
             with os.fdopen(fd, "w") as f:
                 f.write(self.model_dump_json(indent=2) + "\n")
                 f.flush()
