@@ -19,7 +19,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 export PULUMI_VERSION PULUMI_LIBVIRT_VERSION
 
-.PHONY: help setup venv pulumi plugin sdk libvirt images env up preview destroy test lint
+.PHONY: help setup venv pulumi plugin sdk libvirt images guestos env up preview destroy test lint
 
 help:
 	@echo "make up     set everything up, then pulumi up the '$(STACK)' stack (local state, local libvirt)"
@@ -27,7 +27,7 @@ help:
 	@echo "make setup  set up only: libvirtd, the virtualenv, the pinned Pulumi CLI and its plugins"
 	@echo 'eval "$$(make -s env)"  put the CLI, the virtualenv and the dev backend into your shell'
 
-setup: libvirt venv pulumi plugin images
+setup: libvirt venv pulumi plugin images guestos
 
 libvirt:
 	@bash toolchain/setup-libvirt.sh
@@ -57,6 +57,12 @@ sdk: pulumi
 # The sample VM role's bootable disks (web-v1/v2/v3.vhd), built offline from Debian packages.
 images: libvirt
 	@python3 toolchain/testimage/build.py --out $(REPO)/.cache/images
+
+# The Web/Worker roles' guest OS image (docs/guest.md), built from Debian packages when the
+# catalog (~/.cache/cloudservice/guestos/catalog.json) has no debian-12 version yet.
+guestos: libvirt venv
+	@$(VENV)/bin/cloudservice os list --json | grep -q '"family": "debian-12"' \
+		|| $(VENV)/bin/cloudservice os build --family debian-12 >/dev/null
 
 env:
 	@echo 'export PATH="$(BIN):$(VENV)/bin:$$PATH"'

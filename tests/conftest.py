@@ -37,7 +37,10 @@ def pinned_pulumi_version() -> str:
 # sample images; its other tests check the image builder and boot nothing).
 # `pytest -m e2e` runs these, `pytest -m "not e2e"` the rest.
 E2E_FOLDERS = (REPO / "tests" / "e2e",)
-E2E_TESTS = ("tests/testimage/test_boot.py::test_image_boots_and_serves",)
+E2E_TESTS = (
+    "tests/testimage/test_boot.py::test_image_boots_and_serves",
+    "tests/guestos/test_boot.py::test_image_boots_takes_a_dhcp_address_and_starts_the_agent",
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker

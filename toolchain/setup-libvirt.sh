@@ -7,7 +7,7 @@ say() { echo "setup-libvirt: $*" >&2; }
 
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           dnsmasq-base iptables busybox-static cpio kmod xorriso syslinux-common extlinux
-          mtools dosfstools libvhdi-utils python3-libvhdi haproxy)
+          mtools dosfstools libvhdi-utils python3-libvhdi mmdebstrap e2fsprogs haproxy)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

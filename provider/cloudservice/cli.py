@@ -35,6 +35,7 @@ _SUBCOMMANDS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     ("cloudservice.vhd.cli", (("vhd", "read, diff, merge and convert VHD disks"),)),
+    ("cloudservice.guestos.cli", (("os", "build and list guest OS images"),)),
 )
 
 EXIT_OK = 0

@@ -15,24 +15,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import hashlib
 import json
 import os
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-MIB = 1 << 20
-SECTOR = 512
+# The disk-building pieces are shared with the guest OS builder (cloudservice.guestos.bootdisk,
+# standard library only, so this script still runs under the system python3).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "provider"))
+
+from cloudservice.guestos import bootdisk  # noqa: E402
+from cloudservice.guestos.bootdisk import (  # noqa: E402
+    BUSYBOX,
+    MBR_BIN,
+    MIB,
+    SECTOR,
+    BuildError,
+    Kernel,
+    Partition,
+    default_kernel_package,
+    package_version,
+    sha256_file,
+    write_cpio_gz,
+    write_executable,
+)
+
 PART_START = MIB  # the partition starts at 1 MiB (LBA 2048), aligned for any block size
 VHD_BLOCK = 2 * MIB  # qemu-img's dynamic VHD block size
 DIFF_UNIT = 4096
-VHD_EPOCH = 946684800  # VHD timestamps count seconds from 2000-01-01T00:00:00Z
 # Fixed values keep the build byte-for-byte reproducible: timestamps, volume id, disk id.
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z
 VOLUME_ID = "c10d5e01"
@@ -42,8 +56,6 @@ FILL_CHUNK_MIB = 64
 CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cloudservice" / "testimage"
 )
-MBR_BIN = Path("/usr/lib/syslinux/mbr/mbr.bin")
-BUSYBOX = Path("/bin/busybox")
 KERNEL_CMDLINE = "console=ttyS0,115200 panic=10 quiet"
 
 # Load order matters: each module after the ones it needs (dependencies are added too).
@@ -139,21 +151,6 @@ class Options:
 
 
 @dataclasses.dataclass(frozen=True)
-class Kernel:
-    package: str
-    version: str
-    release: str  # uname -r
-    directory: Path  # cache dir with vmlinuz and modules/<name>.ko
-
-    @property
-    def vmlinuz(self) -> Path:
-        return self.directory / "vmlinuz"
-
-    def load_order(self) -> list[str]:
-        return (self.directory / "load-order").read_text().split()
-
-
-@dataclasses.dataclass(frozen=True)
 class Layout:
     fat_bits: int
     cluster_sectors: int
@@ -163,160 +160,23 @@ class Layout:
 # --- small helpers -------------------------------------------------------------------------------
 
 
-def run(
-    cmd: Sequence[str | Path], cwd: Path | None = None, env: dict[str, str] | None = None
-) -> str:
-    """Run a command; on failure raise with its output, so errors say what failed."""
-    args = [str(c) for c in cmd]
-    proc = subprocess.run(args, capture_output=True, text=True, check=False, cwd=cwd, env=env)
-    if proc.returncode != 0:
-        raise BuildError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
-    return str(proc.stdout)
-
-
-class BuildError(RuntimeError):
-    pass
-
-
 def log(msg: str) -> None:
     print(f"testimage: {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def package_version(package: str) -> str | None:
-    proc = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", package],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    status, _, version = proc.stdout.partition(" ")
-    return version if proc.returncode == 0 and status == "installed" else None
 
 
 # --- host packages -------------------------------------------------------------------------------
 
 
-def missing_packages() -> list[str]:
-    return [
-        pkg for pkg, path in REQUIRED_PACKAGES.items()
-        if package_version(pkg) is None or not Path(path).exists()
-    ]  # fmt: skip
-
-
 def ensure_packages(install: bool) -> None:
-    missing = missing_packages()
-    if not missing:
-        return
-    command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
-    if not install or os.geteuid() != 0:
-        raise BuildError(f"missing Debian packages: {' '.join(missing)}\n  run: {command}")
-    log(f"installing missing Debian packages: {' '.join(missing)}")
-    if subprocess.run(command.split(), check=False, capture_output=True).returncode != 0:
-        run(["apt-get", "update"])  # stale package lists are the usual cause
-        run(command.split())
-    if still := missing_packages():
-        raise BuildError(f"still missing after apt-get install: {' '.join(still)}")
+    bootdisk.ensure_packages(REQUIRED_PACKAGES, install)
 
 
 # --- kernel --------------------------------------------------------------------------------------
 
 
-def default_kernel_package() -> str:
-    """The versioned package the `linux-image-amd64` metapackage depends on."""
-    for line in run(["apt-cache", "depends", "linux-image-amd64"]).splitlines():
-        key, _, value = line.strip().partition(": ")
-        if key == "Depends" and value.startswith("linux-image-"):
-            return value
-    raise BuildError("apt-cache depends linux-image-amd64 names no kernel package")
-
-
-def candidate_version(package: str) -> str | None:
-    for line in run(["apt-cache", "policy", package]).splitlines():
-        key, _, value = line.strip().partition(": ")
-        if key == "Candidate" and value != "(none)":
-            return value
-    return None
-
-
-def fetch_deb(package: str) -> tuple[Path, str]:
-    """The package's .deb in the cache, downloaded once; offline reruns reuse it."""
-    debs = CACHE / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    version = candidate_version(package)
-    if version is None:
-        cached = sorted(debs.glob(f"{package}_*_amd64.deb"))
-        if not cached:
-            raise BuildError(f"apt knows no version of {package} and none is cached in {debs}")
-        deb = cached[-1]
-        return deb, deb.name.split("_")[1].replace("%3a", ":")
-    deb = debs / f"{package}_{version.replace(':', '%3a')}_amd64.deb"
-    if not deb.exists():
-        log(f"downloading {package} {version}")
-        run(["apt-get", "download", f"{package}={version}"], cwd=debs)
-    return deb, version
-
-
-def module_closure(modules_root: Path, wanted: Iterable[str]) -> list[tuple[str, Path]]:
-    """Modules in load order (dependencies first), from `modinfo -F depends`.
-
-    The kernel package ships no modules.dep (depmod makes it at install time), so ask modinfo.
-    """
-    paths = {p.name.removesuffix(".ko"): p for p in modules_root.rglob("*.ko")}
-    builtin = (modules_root / "modules.builtin").read_text()
-    order: list[tuple[str, Path]] = []
-
-    def visit(name: str) -> None:
-        name = name.replace("-", "_")
-        if name in (n for n, _ in order):
-            return
-        if name not in paths:
-            if f"/{name}.ko" in builtin:
-                return  # built into the kernel: nothing to load
-            raise BuildError(f"kernel module {name} not found under {modules_root}")
-        for dep in run(["modinfo", "-F", "depends", paths[name]]).strip().split(","):
-            if dep:
-                visit(dep)
-        order.append((name, paths[name]))
-
-    for name in wanted:
-        visit(name)
-    return order
-
-
 def prepare_kernel(package: str) -> Kernel:
     """vmlinuz and the needed modules of one kernel package, extracted once into the cache."""
-    deb, version = fetch_deb(package)
-    key = hashlib.sha256(f"{deb.name}:{','.join(MODULES)}".encode()).hexdigest()[:12]
-    directory = CACHE / f"kernel-{package}-{key}"
-    if not (directory / "release").exists():
-        extract_kernel(deb, directory)
-    release = (directory / "release").read_text().strip()
-    return Kernel(package, version, release, directory)
-
-
-def extract_kernel(deb: Path, directory: Path) -> None:
-    log(f"extracting {deb.name}")
-    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        root = Path(tmp) / "root"
-        run(["dpkg-deb", "-x", deb, root])
-        (vmlinuz,) = (root / "boot").glob("vmlinuz-*")
-        release = vmlinuz.name.removeprefix("vmlinuz-")
-        staged = Path(tmp) / "kernel"
-        (staged / "modules").mkdir(parents=True)
-        shutil.copy2(vmlinuz, staged / "vmlinuz")
-        order = module_closure(root / "lib" / "modules" / release, MODULES)
-        for name, path in order:
-            shutil.copy2(path, staged / "modules" / f"{name}.ko")
-        (staged / "load-order").write_text("".join(f"{name}\n" for name, _ in order))
-        (staged / "release").write_text(release + "\n")
-        shutil.rmtree(directory, ignore_errors=True)
-        staged.rename(directory)  # atomic: a half-extracted kernel is never reused
+    return bootdisk.prepare_kernel(package, MODULES, CACHE)
 
 
 # --- initramfs -----------------------------------------------------------------------------------
@@ -338,7 +198,7 @@ def prepare_initramfs(kernel: Kernel) -> Path:
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             stage_initramfs(kernel, Path(tmp) / "root")
             tmp_out = Path(tmp) / "initrd.gz"
-            write_cpio_gz(Path(tmp) / "root", tmp_out)
+            write_cpio_gz(Path(tmp) / "root", tmp_out, EPOCH)
             tmp_out.rename(cached)
     return cached
 
@@ -352,27 +212,6 @@ def stage_initramfs(kernel: Kernel, root: Path) -> None:
     shutil.copy2(kernel.directory / "load-order", root / "lib" / "modules" / "load-order")
     write_executable(root / "init", INIT_SCRIPT)
     write_executable(root / "etc" / "udhcpc.script", UDHCPC_SCRIPT)
-
-
-def write_executable(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(0o755)
-
-
-def write_cpio_gz(root: Path, out: Path) -> None:
-    """Reproducible archive: sorted names, fixed owner and mtimes, no gzip timestamp."""
-    paths = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    for rel in paths:
-        os.utime(root / rel, (EPOCH, EPOCH), follow_symlinks=False)
-    names = "".join(f"{rel}\n" for rel in paths)
-    cpio = subprocess.run(
-        ["cpio", "-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet"],
-        input=names.encode(), capture_output=True, cwd=root, check=False,
-    )  # fmt: skip
-    if cpio.returncode != 0:
-        raise BuildError(f"cpio failed: {cpio.stderr.decode().strip()}")
-    with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        gz.write(cpio.stdout)
 
 
 # --- disk layout ---------------------------------------------------------------------------------
@@ -389,31 +228,9 @@ def choose_layout(size_mib: int) -> Layout:
     return Layout(fat_bits=16, cluster_sectors=8 if part_mib < 256 else 16, partition_type=0x0E)
 
 
-def chs(lba: int) -> bytes:
-    """CHS triple for an MBR entry (255 heads, 63 sectors), clamped past cylinder 1023."""
-    cyl, rest = divmod(lba, 255 * 63)
-    head, sec = divmod(rest, 63)
-    if cyl > 1023:
-        cyl, head, sec = 1023, 254, 62
-    return bytes((head, ((sec + 1) & 0x3F) | ((cyl >> 2) & 0xC0), cyl & 0xFF))
-
-
 def master_boot_record(size: int, partition_type: int) -> bytes:
-    start = PART_START // SECTOR
-    count = (size - PART_START) // SECTOR
-    entry = (
-        b"\x80" + chs(start) + bytes((partition_type,)) + chs(start + count - 1)
-        + struct.pack("<II", start, count)
-    )  # fmt: skip
-    code = MBR_BIN.read_bytes()[:440]
-    mbr = code + struct.pack("<IH", DISK_SIGNATURE, 0) + entry + bytes(48) + b"\x55\xaa"
-    assert len(mbr) == SECTOR
-    return mbr
-
-
-def mtools_env() -> dict[str, str]:
-    # SOURCE_DATE_EPOCH fixes mtools' own timestamps (directories, ldlinux.sys).
-    return {**os.environ, "MTOOLS_SKIP_CHECK": "1", "SOURCE_DATE_EPOCH": str(EPOCH), "TZ": "UTC"}
+    part = Partition(PART_START, size - PART_START, partition_type, bootable=True)
+    return bootdisk.master_boot_record([part], DISK_SIGNATURE)
 
 
 def format_disk(raw: Path, size_mib: int, layout: Layout) -> None:
@@ -422,26 +239,21 @@ def format_disk(raw: Path, size_mib: int, layout: Layout) -> None:
     raw.unlink(missing_ok=True)
     with raw.open("wb") as f:
         f.truncate(size)
-    blocks = (size - PART_START) // 1024
-    run([
-        "mkfs.fat", "--invariant", "--mbr=n", f"--offset={PART_START // SECTOR}",
-        "-F", str(layout.fat_bits), "-s", str(layout.cluster_sectors), "-g", "255/63",
-        "-h", str(PART_START // SECTOR), "-i", VOLUME_ID, "-n", "CLOUDSVC", raw, str(blocks),
-    ], env=mtools_env())  # fmt: skip
-    run(["syslinux", "--offset", str(PART_START), "--install", raw], env=mtools_env())
+    part = Partition(PART_START, size - PART_START, layout.partition_type, bootable=True)
+    bootdisk.format_fat(
+        raw, part, layout.fat_bits, layout.cluster_sectors, VOLUME_ID, "CLOUDSVC", EPOCH
+    )
     with raw.open("r+b") as f:
         f.write(master_boot_record(size, layout.partition_type))
 
 
 def mtools(tool: str, raw: Path, *args: str | Path) -> None:
-    run([tool, "-i", f"{raw}@@{PART_START}", *args], env=mtools_env())
+    bootdisk.mtools(tool, raw, PART_START, *args, epoch=EPOCH)
 
 
 def copy_in(raw: Path, target: str, files: Sequence[Path]) -> None:
     """mcopy in argument order (that order fixes the cluster layout), keeping fixed mtimes."""
-    for path in files:
-        os.utime(path, (EPOCH, EPOCH))
-    mtools("mcopy", raw, "-m", "-o", *files, f"::{target}")
+    bootdisk.copy_in(raw, PART_START, target, files, EPOCH)
 
 
 # --- content -------------------------------------------------------------------------------------
@@ -523,35 +335,8 @@ def build_raw(
 
 
 def to_vhd(raw: Path, vhd: Path) -> None:
-    """Dynamic VHD of exactly the raw size (force_size: no CHS rounding)."""
-    tmp = vhd.with_suffix(".vhd.tmp")
-    run([
-        "qemu-img", "convert", "-f", "raw", "-O", "vpc",
-        "-o", "subformat=dynamic,force_size=on", raw, tmp,
-    ])  # fmt: skip
-    unique_id = hashlib.sha256(f"{vhd.name}:{sha256_file(raw)}".encode()).digest()[:16]
-    normalize_vhd_footer(tmp, unique_id)
-    tmp.rename(vhd)
-
-
-def normalize_vhd_footer(vhd: Path, unique_id: bytes) -> None:
-    """Fixed timestamp and a content-derived unique id, so the VHD bytes are reproducible.
-
-    qemu-img stamps the creation time and a random UUID into the footer (copied at offset 0
-    in a dynamic VHD); both are patched and the footer checksum recomputed.
-    """
-    size = vhd.stat().st_size
-    with vhd.open("r+b") as f:
-        footer = bytearray(f.read(SECTOR))
-        if footer[:8] != b"conectix":
-            raise BuildError(f"{vhd}: no VHD footer copy at offset 0")
-        struct.pack_into(">I", footer, 24, EPOCH - VHD_EPOCH)
-        footer[68:84] = unique_id
-        footer[64:68] = bytes(4)
-        struct.pack_into(">I", footer, 64, ~sum(footer) & 0xFFFFFFFF)
-        for offset in (0, size - SECTOR):
-            f.seek(offset)
-            f.write(footer)
+    """Dynamic VHD of exactly the raw size, with a fixed footer time and content-derived id."""
+    bootdisk.to_vhd(raw, vhd, vhd.name, EPOCH)
 
 
 def chunks(path: Path, size: int) -> Iterator[bytes]:
@@ -596,7 +381,8 @@ def image_entry(version: str, raw: Path, vhd: Path, opts: Options) -> dict[str, 
 def build_key(opts: Options, kernel: Kernel, initrd: Path) -> str:
     """Inputs that change the output bytes; a matching manifest means nothing to do."""
     parts = [
-        Path(__file__).read_text(), kernel.package, kernel.version, initrd.name,
+        Path(__file__).read_text(), Path(bootdisk.__file__).read_text(),
+        kernel.package, kernel.version, initrd.name,
         str(opts.size_mib), ",".join(opts.versions), str(opts.fill_mib), str(opts.change_mib),
         str(opts.keep_raw),
         *(f"{p}={package_version(p)}" for p in sorted(REQUIRED_PACKAGES)),
