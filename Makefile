@@ -58,11 +58,11 @@ sdk: pulumi
 images: libvirt
 	@python3 toolchain/testimage/build.py --out $(REPO)/.cache/images
 
-# The Web/Worker roles' guest OS image (docs/guest.md), built from Debian packages when the
-# catalog (~/.cache/cloudservice/guestos/catalog.json) has no debian-12 version yet.
+# The Web/Worker roles' guest OS image (docs/guest.md), built from Debian packages and recorded
+# in the catalog (~/.cache/cloudservice/guestos/catalog.json). The same inputs reuse the last
+# build; a changed agent or builder publishes a new version (stacks on "*" move to it).
 guestos: libvirt venv
-	@$(VENV)/bin/cloudservice os list --json | grep -q '"family": "debian-12"' \
-		|| $(VENV)/bin/cloudservice os build --family debian-12 >/dev/null
+	@$(VENV)/bin/cloudservice os build --family debian-12 >/dev/null
 
 env:
 	@echo 'export PATH="$(BIN):$(VENV)/bin:$$PATH"'

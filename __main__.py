@@ -10,6 +10,8 @@ Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
 
     poolPath                        where the service's disks live on the host
     cidr                            the service network's subnet (Web and Worker roles)
+    frontDoorAddress                where the front door listens (default 127.0.0.1)
+    frontDoorPorts                  its ports by listener, e.g. {"Web.HttpIn": 8080}
     serviceFile                     the service document (default sample/service.yaml)
     instances                       instance counts by role, e.g. {"Web": 3}
     images                          VM role images by role (.vhd paths)
@@ -84,6 +86,8 @@ service = CloudService(
     base_dir=service_file.parent,
     network=network.name if network else None,
     cidr=cidr,
+    front_door_address=config.get("frontDoorAddress") or "127.0.0.1",
+    front_door_ports=config.get_object("frontDoorPorts"),
     images=images,
     instance_counts=counts,
     packages=config.get_object("packages"),
@@ -96,3 +100,4 @@ service = CloudService(
 pulumi.export("pool", pool.name)
 pulumi.export("instances", service.instances)
 pulumi.export("imageChains", service.image_chains)
+pulumi.export("endpoints", service.endpoints)

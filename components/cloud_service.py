@@ -185,8 +185,8 @@ class CloudService(pulumi.ComponentResource):
 
     With a `network` (and its `cidr`), every role's instances sit on it at fixed addresses and
     the service gets a `FrontDoor`: one load-balanced address per input endpoint, on
-    `front_door_address`, at the definition's port unless `front_door_ports` (by endpoint name)
-    says otherwise. Web and Worker roles need the network.
+    `front_door_address`, at the definition's port unless `front_door_ports` (by listener name,
+    `<role>.<endpoint>`) says otherwise. Web and Worker roles need the network.
 
     `images`, `packages`, `instance_counts`, `os_version` and `secret_settings` override the
     spec per role, for what differs per stack.
@@ -347,7 +347,7 @@ class CloudService(pulumi.ComponentResource):
                     FrontDoorListenerArgs(
                         name=f"{role.name}.{endpoint.name}",
                         protocol="http" if endpoint.protocol == "http" else "tcp",
-                        port=ports.get(endpoint.name, endpoint.port),
+                        port=ports.get(f"{role.name}.{endpoint.name}", endpoint.port),
                         probe=probe,
                         servers=servers,
                     )

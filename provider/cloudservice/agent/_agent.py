@@ -47,7 +47,7 @@ class Options:
     """Where the agent finds its devices and files; the defaults are the guest's."""
 
     config_device: str = "/dev/sr0"
-    package_device: str = "/dev/vdb"
+    package_device: str = "/dev/sr1"
     status_channel: str = "/dev/virtio-ports/org.cloudservice.agent.0"
     console: str = "/dev/console"
     root: Path = Path("/")

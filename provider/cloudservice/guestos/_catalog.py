@@ -25,7 +25,9 @@ LATEST = "*"
 
 
 def catalog_path() -> Path:
-    return cache_root() / "guestos" / "catalog.json"
+    """The catalog; CLOUDSERVICE_GUESTOS_CATALOG names another (a test's, a team's share)."""
+    override = os.environ.get("CLOUDSERVICE_GUESTOS_CATALOG")
+    return Path(override) if override else cache_root() / "guestos" / "catalog.json"
 
 
 class OsVersion(BaseModel):

@@ -62,7 +62,7 @@ def _resolve_os(family: str, version: str) -> tuple[dict[str, Any], str | None]:
         return {}, str(exc)
     return {
         "osResolved": f"{chosen.family}/{chosen.version}",
-        "osImage": str(chosen.image),
+        "osImage": chosen.image_path,
         "osImageSha256": chosen.image_sha256,
     }, None
 

@@ -123,7 +123,9 @@ def _interface(devices: ET.Element, spec: NetworkInterface) -> None:
 
 
 def _channel(devices: ET.Element, name: str) -> None:
-    channel = ET.SubElement(devices, "channel", type="pty")
+    # A UNIX socket libvirt places itself: what virDomainOpenChannel can stream from.
+    channel = ET.SubElement(devices, "channel", type="unix")
+    ET.SubElement(channel, "source", mode="bind")
     ET.SubElement(channel, "target", type="virtio", name=name)
 
 
