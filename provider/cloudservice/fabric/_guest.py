@@ -53,6 +53,16 @@ def document_digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# What the agent applies in place (it signals the role): the rest restarts the role.
+_IN_PLACE = ("generation", "settings", "topology", "onConfigurationChange")
+
+
+def program_digest(document: dict[str, Any]) -> str:
+    """What the role runs: a change restarts it (so its instance leaves the rotation first)."""
+    body = {k: v for k, v in document.items() if k not in _IN_PLACE}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def last_status(raw: bytes) -> AgentStatus | None:
     """The newest well-formed status line of what the channel carried."""
     for line in reversed(raw.decode(errors="replace").splitlines()):

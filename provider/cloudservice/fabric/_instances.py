@@ -59,6 +59,9 @@ class Instance(Model):
     # Web and Worker roles: what the guest agent runs (docs/guest.md).
     package: str = Field(default="", description="SHA-256 of the role package it runs.")
     configuration: str = Field(default="", description="Digest of its configuration document.")
+    program: str = Field(
+        default="", description="Digest of what its role runs (entry point, tasks, environment)."
+    )
     generation: int = Field(default=0, description="Generation of its configuration medium.")
     uptime_seconds: float | None = Field(
         default=None, description="Guest uptime its agent reported at the last health gate."
@@ -122,6 +125,7 @@ class Attachments:
     channels: tuple[str, ...] = ()
     package: str = ""
     configuration: str = ""
+    program: str = ""
     generation: int = 0
 
 
@@ -204,6 +208,7 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
         started_at=time.time(),
         package=attachments.package,
         configuration=attachments.configuration,
+        program=attachments.program,
         generation=attachments.generation,
     )
 
@@ -221,8 +226,13 @@ def drop_instance(host: Host, pool: str, name: str, network: ServiceNetwork | No
 
 
 def instance_alive(host: Host, pool: str, instance: Instance) -> bool:
+    """Its domain runs on its overlay (a domain stopped outside Pulumi is not serving)."""
     domain = host.domain(instance.name)
-    return domain is not None and host.volume(pool, f"{instance.name}.qcow2") is not None
+    return (
+        domain is not None
+        and domain.running
+        and host.volume(pool, f"{instance.name}.qcow2") is not None
+    )
 
 
 def instance_names_on_host(

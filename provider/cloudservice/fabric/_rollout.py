@@ -81,9 +81,11 @@ def roll(
     mode: UpgradeMode,
     manual_limit: int | None = None,
     rotation: Rotation = NO_ROTATION,
+    disrupts: Callable[[Instance], bool] = lambda _instance: True,
 ) -> Progress:
     """Restart the outdated instances one wave (update domain) at a time, each behind the gate:
-    a wave leaves the front door's rotation first and rejoins once healthy.
+    those the restart `disrupts` leave the front door's rotation first and rejoin once healthy
+    (a change applied in place keeps serving).
 
     Raises RolloutStopped with the Progress so far when a gate fails (that wave stays out).
     """
@@ -93,14 +95,15 @@ def roll(
     )
     progress = Progress(sorted_instances(current.values()))
     for wave in waves:
-        rotation.leave([current[name] for name in wave.instances])
+        leaving = [current[name] for name in wave.instances if disrupts(current[name])]
+        rotation.leave(leaving)
         moved = [restart(current[name]) for name in wave.instances]
         current.update({i.name: i for i in moved})
         progress.update_domains.extend(wave.update_domains)
         try:
             healthy = gate.wait(moved)
             current.update({i.name: i for i in healthy})
-            rotation.join(healthy)
+            rotation.join([i for i in healthy if i.name in {x.name for x in leaving}])
         except GateFailed as exc:
             progress.instances, progress.complete = sorted_instances(current.values()), False
             raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc

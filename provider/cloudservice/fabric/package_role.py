@@ -36,6 +36,7 @@ from ._guest import (
     configuration_medium,
     document_digest,
     package_medium,
+    program_digest,
 )
 from ._health import Probe
 from ._instances import (
@@ -373,6 +374,7 @@ class PackageRole:
             channels=(STATUS_CHANNEL,),
             package=self.sha256,
             configuration=document_digest(document),
+            program=program_digest(document),
             generation=generation,
         )
 
@@ -390,6 +392,7 @@ class PackageRole:
             update={
                 "package": attachments.package,
                 "configuration": attachments.configuration,
+                "program": attachments.program,
                 "generation": attachments.generation,
             }
         )
@@ -421,10 +424,22 @@ class PackageRole:
         deployment = deployment.model_copy(update={"layers": layers, "packages": packages})
         template = self._template(layer)
 
+        def reimage(instance: Instance) -> bool:
+            return instance.layer != layer.volume or instance.settings != self.machine
+
         def restart(instance: Instance) -> Instance:
-            if instance.layer != layer.volume or instance.settings != self.machine:
+            if reimage(instance):
                 return start_instance(self.host, template, instance_index(instance.name))
             return self._reconfigure(instance)
+
+        def disrupts(instance: Instance) -> bool:
+            """A reimage, or a role restart: a new package or program."""
+            document = self.spec.document(instance_index(instance.name), 0, self._package_size())
+            return (
+                reimage(instance)
+                or instance.package != self.sha256
+                or instance.program != program_digest(document)
+            )
 
         try:
             progress = roll(
@@ -435,6 +450,7 @@ class PackageRole:
                 mode=self.spec.upgrade_mode,
                 manual_limit=self.spec.manual_update_domain,
                 rotation=self.rotation,
+                disrupts=disrupts,
             )
         except RolloutStopped as stopped:
             partial = self._progressed(deployment, stopped.state, streamed_before)
