@@ -201,7 +201,9 @@ def test_web_and_worker_roles_behind_the_front_door(
     before = _uptimes(host, web)
     stack.set_config("packages.Web", auto.ConfigValue(str(_release(tmp_path, "v2"))), path=True)
     preview = stack.preview(diff=True)
-    assert "update domains 0, 1" in preview.stdout
+    shown = preview.stdout + preview.stderr
+    assert "package: 1 changed" in shown and "update domains 0, 1" in shown, shown
+    assert "out of the front door's rotation in turn, back once healthy: " in shown
     with RequestLoop(door) as loop:
         stack.up()
     role = _outputs(stack, WEBROLE)
@@ -222,7 +224,8 @@ def test_web_and_worker_roles_behind_the_front_door(
     service = Path(stack.workspace.work_dir) / "sample" / "service.yaml"
     service.write_text(service.read_text().replace("Greeting: hello", "Greeting: bonjour"))
     preview = stack.preview(diff=True)
-    assert "settings changed: Greeting" in preview.stdout
+    shown = preview.stdout + preview.stderr
+    assert "settings changed: Greeting" in shown and "nothing leaves" in shown, shown
     stack.up()
     role = _outputs(stack, WEBROLE)
     worker = _outputs(stack, WORKERROLE)["instances"]
@@ -238,7 +241,7 @@ def test_web_and_worker_roles_behind_the_front_door(
     old_os = role["osResolved"]
     new_os = _publish_newer_os(catalog, tmp_path / "os")
     preview = stack.preview(diff=True)
-    assert f"os: {old_os} -> {new_os}" in preview.stdout
+    assert f"os: {old_os} -> {new_os}" in preview.stdout + preview.stderr
     with RequestLoop(door) as loop:
         stack.up()
     assert loop.failures == []

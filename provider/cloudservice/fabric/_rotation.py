@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..frontdoor import FrontDoor, FrontDoorError
 from ._instances import Instance
+from ._placement import Wave
 from .errors import GateFailed
 
 
@@ -51,3 +52,16 @@ class Rotation:
 
 
 NO_ROTATION = Rotation(None)
+
+
+def leaving_in_turn(waves: Sequence[Wave], leaving: set[str]) -> str:
+    """For a preview: which instances leave the rotation, wave by wave."""
+    steps = []
+    for wave in waves:
+        names = [name for name in wave.instances if name in leaving]
+        if names:
+            domains = ", ".join(map(str, wave.update_domains))
+            steps.append(f"{', '.join(names)} (update domain {domains})")
+    if not steps:
+        return "nothing leaves the front door's rotation"
+    return "out of the front door's rotation in turn, back once healthy: " + ", then ".join(steps)

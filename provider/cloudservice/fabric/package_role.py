@@ -56,7 +56,7 @@ from ._instances import (
 from ._layers import ImageChain, Layer, ancestry, file_sha256
 from ._placement import rollout_waves
 from ._rollout import HealthGate, Progress, roll, scale
-from ._rotation import Rotation
+from ._rotation import Rotation, leaving_in_turn
 from .errors import FabricError, RolloutStopped
 
 
@@ -315,6 +315,10 @@ class PackageRole:
             waves = rollout_waves(moving, spec.upgrade_mode, spec.manual_update_domain)
             touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
             parts.append(f"update domains {touched or 'none'} ({spec.upgrade_mode})")
+            if spec.front_door:
+                top = self._os_layer_of(deployment)
+                leaving = {i.name for i in deployment.instances if self._disrupts(i, top)}
+                parts.append(leaving_in_turn(waves, leaving))
         if len(deployment.instances) != spec.instance_count:
             parts.append(f"instances {len(deployment.instances)} -> {spec.instance_count}")
         return "will: " + ("; ".join(parts) or "change nothing on the host")
@@ -356,6 +360,24 @@ class PackageRole:
             or instance.settings != self.machine
             or instance.package != self.sha256
             or instance.configuration != digest
+        )
+
+    def _reimages(self, instance: Instance, os_layer: Layer | None) -> bool:
+        """A new OS or machine: the instance is started afresh."""
+        return (
+            os_layer is None
+            or instance.layer != os_layer.volume
+            or instance.settings != self.machine
+        )
+
+    def _disrupts(self, instance: Instance, os_layer: Layer | None) -> bool:
+        """A reimage, or a restart of the role (a new package or program); settings and
+        topology apply in place and keep the instance serving."""
+        document = self.spec.document(instance_index(instance.name), 0, self._package_size())
+        return (
+            self._reimages(instance, os_layer)
+            or instance.package != self.sha256
+            or instance.program != program_digest(document)
         )
 
     def _attach(self, name: str, index: int) -> Attachments:
@@ -424,22 +446,10 @@ class PackageRole:
         deployment = deployment.model_copy(update={"layers": layers, "packages": packages})
         template = self._template(layer)
 
-        def reimage(instance: Instance) -> bool:
-            return instance.layer != layer.volume or instance.settings != self.machine
-
         def restart(instance: Instance) -> Instance:
-            if reimage(instance):
+            if self._reimages(instance, layer):
                 return start_instance(self.host, template, instance_index(instance.name))
             return self._reconfigure(instance)
-
-        def disrupts(instance: Instance) -> bool:
-            """A reimage, or a role restart: a new package or program."""
-            document = self.spec.document(instance_index(instance.name), 0, self._package_size())
-            return (
-                reimage(instance)
-                or instance.package != self.sha256
-                or instance.program != program_digest(document)
-            )
 
         try:
             progress = roll(
@@ -450,7 +460,7 @@ class PackageRole:
                 mode=self.spec.upgrade_mode,
                 manual_limit=self.spec.manual_update_domain,
                 rotation=self.rotation,
-                disrupts=disrupts,
+                disrupts=lambda instance: self._disrupts(instance, layer),
             )
         except RolloutStopped as stopped:
             partial = self._progressed(deployment, stopped.state, streamed_before)

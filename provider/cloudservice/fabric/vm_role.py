@@ -33,7 +33,7 @@ from ._instances import (
 from ._layers import ImageChain, Layer, ancestry, file_sha256
 from ._placement import rollout_waves
 from ._rollout import HealthGate, Progress, roll, scale
-from ._rotation import Rotation
+from ._rotation import Rotation, leaving_in_turn
 from .errors import RolloutStopped
 
 
@@ -185,6 +185,8 @@ class VmRole:
             waves = rollout_waves(moving, self.spec.upgrade_mode, self.spec.manual_update_domain)
             touched = ", ".join(str(d) for wave in waves for d in wave.update_domains)
             parts.append(f"update domains {touched or 'none'} ({self.spec.upgrade_mode})")
+            if self.spec.front_door:
+                parts.append(leaving_in_turn(waves, {name for name, _ in moving}))
         if len(deployment.instances) != instance_count:
             parts.append(f"instances {len(deployment.instances)} -> {instance_count}")
         return "will: " + ("; ".join(parts) or "change settings only")
