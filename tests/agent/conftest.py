@@ -155,6 +155,8 @@ class Harness:
                 "1",
                 "--ready-after",
                 "0.2",
+                "--media-settle",
+                "0.3",
                 *extra,
             ],
             env=env,

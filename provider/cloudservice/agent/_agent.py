@@ -35,7 +35,7 @@ from ._config import (
 from ._procs import Credentials, Reaper, become_subreaper
 from ._role import RoleRun, Timing
 from ._unpack import unpack_package
-from .errors import AgentError, ConfigurationInvalid
+from .errors import AgentError, ConfigurationInvalid, DigestMismatch, PackageRejected
 
 __all__ = ["Agent", "Options", "main"]
 
@@ -298,9 +298,7 @@ class Agent:
             self.publish()
             self.manifest = {}
             self.restarts_base = 0
-            self.manifest = unpack_package(
-                self.options.package_device, package["size"], sha, folder
-            )
+            self.manifest = self._unpack_settled(package["size"], sha, folder)
             self._point_current(folder)
             self._remove_old_packages(keep=folder)
         plan = role_plan(document, self.manifest)
@@ -324,6 +322,19 @@ class Agent:
             timing=self.timing,
             uptime=self.uptime,
         )
+
+    def _unpack_settled(self, size: int, sha: str, folder: Path) -> dict[str, Any]:
+        """Unpack the package medium, giving a medium the host has just swapped a few seconds
+        to settle: the first reads after a cdrom change can fail (the drive reports the
+        change) or still see the previous medium."""
+        deadline = time.monotonic() + self.timing.media_settle
+        while True:
+            try:
+                return unpack_package(self.options.package_device, size, sha, folder)
+            except (PackageRejected, DigestMismatch):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
 
     def _point_current(self, folder: Path) -> None:
         link = self.options.role_dir / "current"
@@ -410,6 +421,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--backoff", type=float, default=timing.backoff)
     parser.add_argument("--backoff-max", type=float, default=timing.backoff_max)
     parser.add_argument("--ready-after", type=float, default=timing.ready_after)
+    parser.add_argument("--media-settle", type=float, default=timing.media_settle)
     args = parser.parse_args(argv)
     return Options(
         config_device=args.config_device,
@@ -425,6 +437,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
             backoff=args.backoff,
             backoff_max=args.backoff_max,
             ready_after=args.ready_after,
+            media_settle=args.media_settle,
         ),
     )
 

@@ -36,6 +36,7 @@ class Timing:
     backoff: float = 1.0
     backoff_max: float = 30.0
     ready_after: float = 1.0
+    media_settle: float = 10.0  # how long a just-swapped package medium may take to read right
 
 
 class RoleRun:

@@ -404,7 +404,8 @@ class PackageRole:
         """Swap a running instance's media to the current package and configuration."""
         name, pool = instance.name, self.spec.pool
         attachments = self._attach(name, instance_index(name))
-        for disk in attachments.disks:
+        # The package first: the agent reads it when it sees the new configuration.
+        for disk in sorted(attachments.disks, key=lambda d: d.target != "hdd"):
             self.host.change_media(name, disk)
         keep = {Path(disk.path).name for disk in attachments.disks}
         for volume in self.host.volume_names(pool):
