@@ -94,6 +94,7 @@ class Agent:
         self.next_poll = 0.0
         self.exiting = False
         self.last_state: tuple[str, str] | None = None
+        self.ready_uptime: float | None = None  # guest uptime when the role last became ready
 
     # ------------------------------------------------------------ small helpers
 
@@ -177,6 +178,8 @@ class Agent:
         state, detail = self.current_state()
         detail = self.redact(detail)
         if (state, detail) != self.last_state:
+            if state == "ready" and (self.last_state or ("",))[0] != "ready":
+                self.ready_uptime = round(self.uptime(), 2)
             self.last_state = (state, detail)
             self.say(f"CLOUDSERVICE-AGENT {state} {detail}".rstrip())
         run = self.run
@@ -189,6 +192,7 @@ class Agent:
                 "package": self.package_sha,
                 "os": (self.applied or {}).get("osVersion"),
                 "roleStartedSeconds": run.entry_started_uptime if run else None,
+                "readySeconds": self.ready_uptime,
                 "restarts": self.restarts_base + (run.restarts if run else 0),
                 "detail": detail,
             }

@@ -33,6 +33,7 @@ class AgentStatus(Model):
     os: str = ""
     uptime_seconds: float = 0.0
     role_started_seconds: float | None = None
+    ready_seconds: float | None = None
     restarts: int = 0
     detail: str = ""
 
@@ -73,11 +74,20 @@ def last_status(raw: bytes) -> AgentStatus | None:
     return None
 
 
-def read_status(host: Host, instance: str, seconds: float = 2.5) -> AgentStatus | None:
-    """The agent's newest status (it writes at least once a second), or None when silent."""
-    if host.domain(instance) is None:
-        return None
-    return last_status(host.read_channel(instance, STATUS_CHANNEL, seconds))
+def read_status(
+    host: Host, instance: str, seconds: float = 2.5, attempts: int = 3
+) -> AgentStatus | None:
+    """The agent's newest status (it writes at least once a second), or None when it stays
+    silent for `attempts` windows of `seconds` (a channel just reconnected may carry nothing
+    for a moment)."""
+    for _ in range(attempts):
+        domain = host.domain(instance)
+        if domain is None or not domain.running:
+            return None
+        status = last_status(host.read_channel(instance, STATUS_CHANNEL, seconds))
+        if status is not None:
+            return status
+    return None
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ class AgentGate:
         deadline = time.monotonic() + self.deadline_seconds
         status: AgentStatus | None = None
         while time.monotonic() < deadline:
-            status = read_status(self.host, instance.name)
+            status = read_status(self.host, instance.name, attempts=1)
             if status is None or status.package != self.package:
                 continue
             if status.generation < instance.generation:

@@ -218,6 +218,9 @@ class PackageRoleDeployment(Model):
         description="Update domains the last change reached, in order."
     )
     last_upload_bytes: int = Field(description="Bytes streamed to the host by the last change.")
+    last_upload_seconds: float = Field(
+        default=0.0, description="Seconds the last change spent uploading (OS layer, package)."
+    )
     summary: str = Field(description="What the last change did, in service terms.")
 
 
@@ -239,6 +242,7 @@ class PackageRole:
     def deploy(self) -> PackageRoleDeployment:
         """First deploy: OS image and package to the host, then the instances behind gates.
         A failure before any instance runs leaves nothing behind."""
+        started = time.monotonic()
         try:
             layer = self.chain.upload_base(self.spec.os_image_path(), self._os_sha256())
             package = self._package_volume()
@@ -252,6 +256,7 @@ class PackageRole:
             rollout_complete=True,
             update_domains_upgraded=[],
             last_upload_bytes=self.host.bytes_uploaded,
+            last_upload_seconds=round(time.monotonic() - started, 2),
             summary="",
         )
         try:
@@ -435,7 +440,7 @@ class PackageRole:
         )
 
     def _rollout(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
-        streamed_before = self.host.bytes_uploaded
+        streamed_before, started = self.host.bytes_uploaded, time.monotonic()
         layer, layers = self.chain.release(
             self.spec.os_image_path(),
             self._os_sha256(),
@@ -444,7 +449,10 @@ class PackageRole:
         )
         package = self._package_volume()
         packages = sorted({*deployment.packages, package.name})
-        deployment = deployment.model_copy(update={"layers": layers, "packages": packages})
+        uploading = round(time.monotonic() - started, 2)
+        deployment = deployment.model_copy(
+            update={"layers": layers, "packages": packages, "last_upload_seconds": uploading}
+        )
         template = self._template(layer)
 
         def restart(instance: Instance) -> Instance:
