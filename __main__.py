@@ -18,6 +18,7 @@ Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
     packages                        role packages by role (a .cspkg or a directory)
     osVersion                       the guest OS version of Web and Worker roles ("*": newest)
     secretSettings                  secret setting values by role, set with --secret --path
+    certificates                    certificate and key (PEM) by thumbprint, set with --secret
     webImage, webInstances          the VM role "Web"'s .vhd and instance count
     manualUpdateDomain              in manual upgrade mode, the last update domain to upgrade
     healthTimeoutSeconds            how long a health gate waits for an instance
@@ -93,6 +94,7 @@ service = CloudService(
     packages=config.get_object("packages"),
     os_version=config.get("osVersion"),
     secret_settings=config.get_secret_object("secretSettings"),
+    certificates=config.get_secret_object("certificates"),
     manual_update_domain=config.get_int("manualUpdateDomain"),
     health_timeout_seconds=config.get_float("healthTimeoutSeconds"),
 )

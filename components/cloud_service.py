@@ -80,6 +80,32 @@ def _probe(definition: ServiceDefinition, role: RoleDefinition) -> ProbeArgs | N
     )
 
 
+def _certificates(
+    spec: ServiceSpec, role: RoleDefinition, given: pulumi.Input[Mapping[str, str]] | None
+) -> dict[str, Any]:
+    """The role's certificates, each filled by its thumbprint from `given`: a secret input."""
+    if not role.certificates:
+        return {}
+    configuration = next(r for r in spec.configuration.roles if r.name == role.name)
+    slots = [(c, configuration.certificates[c.name].thumbprint.lower()) for c in role.certificates]
+
+    def fill(pems: Mapping[str, str]) -> list[dict[str, str]]:
+        by_thumbprint = {str(k).lower(): str(v) for k, v in dict(pems).items()}
+        return [
+            {
+                "name": definition.name,
+                "storeName": definition.store_name,
+                "permissionLevel": definition.permission_level,
+                "thumbprint": thumbprint,
+                "pem": by_thumbprint.get(thumbprint, ""),
+            }
+            for definition, thumbprint in slots
+        ]
+
+    pems = pulumi.Output.from_input(given or {}).apply(fill)
+    return {"certificates": pulumi.Output.secret(pems)}
+
+
 def _package_file(role: str, source: Path) -> str:
     """A .cspkg as it is, or one built from a role directory (deterministic: same files, same
     bytes, so an unchanged directory is no change)."""
@@ -189,7 +215,9 @@ class CloudService(pulumi.ComponentResource):
     `<role>.<endpoint>`) says otherwise. Web and Worker roles need the network.
 
     `images`, `packages`, `instance_counts`, `os_version` and `secret_settings` override the
-    spec per role, for what differs per stack.
+    spec per role, for what differs per stack. `certificates` (thumbprint -> certificate and key
+    as PEM, from the stack's secrets) fills the certificates roles define, as Azure's uploaded
+    service certificates did.
     """
 
     roles: dict[str, VmRole | WebRole | WorkerRole]
@@ -215,6 +243,7 @@ class CloudService(pulumi.ComponentResource):
         instance_counts: Mapping[str, int] | None = None,
         os_version: str | None = None,
         secret_settings: pulumi.Input[Mapping[str, Any]] | None = None,
+        certificates: pulumi.Input[Mapping[str, str]] | None = None,
         manual_update_domain: int | None = None,
         health_timeout_seconds: float | None = None,
         max_chain_depth: int | None = None,
@@ -295,6 +324,7 @@ class CloudService(pulumi.ComponentResource):
                 topology=topology,
                 **_role_program(role),
                 **_settings(spec, role.name, secret_settings),
+                **_certificates(spec, role, certificates),
                 opts=child,
             )
         self.instances = pulumi.Output.all(*[role.instances for role in self.roles.values()]).apply(

@@ -352,3 +352,32 @@ def test_an_unconnected_status_channel_never_blocks_the_agent(harness: Harness) 
     finally:
         os.close(fd)
     assert json.loads(data.split(b"\n")[0])["role"] == "Web"
+
+
+def test_certificates_are_files_for_the_role_and_change_in_place(harness: Harness) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIBdGVzdA==\n-----END CERTIFICATE-----\nKEY-7d1e5b9c\n"
+    certificate = {
+        "name": "SiteCert",
+        "storeName": "My",
+        "permissionLevel": "limitedOrElevated",
+        "thumbprint": "ab" * 20,
+        "pem": pem,
+    }
+    harness.configure(package=harness.package(), entryPoint=ENTRY, certificates=[certificate])
+    harness.start()
+    harness.wait_state("ready")
+    (start,) = harness.wait_events(1)
+    path = Path(start["env"]["CLOUDSERVICE_CERTIFICATE_SITECERT"])
+    assert path.read_text() == pem and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert start["roleJson"]["certificates"] == [
+        {"name": "SiteCert", "storeName": "My", "thumbprint": "ab" * 20,
+         "path": "certificates/MY/SiteCert.pem"}
+    ]  # fmt: skip
+    # A new certificate is a configuration change: the role is signalled, not restarted.
+    harness.configure(certificates=[{**certificate, "pem": pem.replace("KEY-7d1e", "KEY-2222")}])
+    harness.wait_state("ready", generation=2)
+    assert harness.wait_events(2)[1]["event"] == "hup"
+    assert "KEY-2222" in path.read_text()
+    # The key never reaches the console or the status channel.
+    assert "KEY-7d1e5b9c" not in harness.console.read_text()
+    assert all("KEY-" not in json.dumps(s) for s in harness.statuses())

@@ -163,6 +163,21 @@ def _release(tmp_path: Path, version: str, fail_startup: bool = False) -> Path:
     return package
 
 
+def _certificate(work: Path) -> tuple[str, str]:
+    """A self-signed certificate and key (PEM), and the certificate's SHA-1 thumbprint."""
+    key, cert = work / "key.pem", work / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=cloudservice-e2e", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    fingerprint = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha1"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return cert.read_text() + key.read_text(), fingerprint.split("=")[1].strip().replace(":", "")
+
+
 def _publish_newer_os(catalog: Path, out: Path) -> str:
     """A newer guest OS version (updated packages: one more), as an operator would publish it."""
     command = [str(REPO / ".venv" / "bin" / "cloudservice"), "os", "build", "--include", "less"]
@@ -219,14 +234,27 @@ def test_web_and_worker_roles_behind_the_front_door(
     after = _uptimes(host, role["instances"])
     assert all(after[name] > before[name] for name in before)
 
-    # A setting, for both roles: in place, no reboot.
+    # A setting for both roles, and a certificate from the stack's secrets: in place, no reboot.
     before = _uptimes(host, [*role["instances"], *worker])
     service = Path(stack.workspace.work_dir) / "sample" / "service.yaml"
-    service.write_text(service.read_text().replace("Greeting: hello", "Greeting: bonjour"))
+    pem, thumbprint = _certificate(tmp_path)
+    text = service.read_text().replace("Greeting: hello", "Greeting: bonjour")
+    text = text.replace(
+        "      entryPoint: {commandLine: python3 app.py}",
+        "      entryPoint: {commandLine: python3 app.py}\n      certificates: [{name: SiteCert}]",
+    )
+    text = text.replace(
+        "      instances: 2\n",
+        f"      instances: 2\n      certificates: {{SiteCert: {{thumbprint: {thumbprint}}}}}\n",
+    )
+    service.write_text(text)
+    stack.set_config(f"certificates.{thumbprint}", auto.ConfigValue(pem, secret=True), path=True)
     preview = stack.preview(diff=True)
     shown = preview.stdout + preview.stderr
     assert "settings changed: Greeting" in shown and "nothing leaves" in shown, shown
-    stack.up()
+    assert "certificates changed: SiteCert" in shown and "PRIVATE KEY" not in shown
+    up = stack.up()
+    assert requests.get(f"{door}certificates", timeout=5).json() == {"SiteCert": thumbprint}
     role = _outputs(stack, WEBROLE)
     worker = _outputs(stack, WORKERROLE)["instances"]
     assert {_page(i["urls"][0]) for i in role["instances"]} == {
@@ -302,8 +330,12 @@ def test_web_and_worker_roles_behind_the_front_door(
     # Secrets: encrypted in the backend's files, never in what `up` printed or an error said.
     backend = tmp_path / "state"
     assert SECRET in json.dumps(stack.export_stack().deployment)  # automation shows secrets
-    leaked = [f for f in backend.rglob("*") if f.is_file() and SECRET.encode() in f.read_bytes()]
-    assert leaked == [] and SECRET not in up.stdout and SECRET not in message
+    key = pem.splitlines()[-2]  # a line of the private key
+    for secret in (SECRET, key):
+        leaked = [
+            f for f in backend.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()
+        ]
+        assert leaked == [] and secret not in up.stdout and secret not in message
     directory = Path(_outputs(stack, FRONTDOOR)["directory"])
 
     # Destroy leaves nothing: no domain, volume, reservation, front door process or file.

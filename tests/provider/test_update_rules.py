@@ -85,6 +85,7 @@ CHANGES: dict[str, Any] = {
     "onConfigurationChange": "recycle",
     "topology": '{"roles": {}}',
     "frontDoor": "/elsewhere/frontdoor/cs-t",
+    "certificates": [{"name": "SiteCert", "thumbprint": "ab" * 20, "pem": "(pem)"}],
 }
 
 

@@ -26,6 +26,7 @@ from ._channels import Console, Redactor, StatusChannel
 from ._config import (
     CONFIG_CHANGE_KEYS,
     base_environment,
+    certificate_path,
     read_config,
     role_document,
     role_environment,
@@ -230,7 +231,12 @@ class Agent:
         if document is None or document["generation"] == self.seen_generation:
             return
         self.seen_generation = document["generation"]
-        self.redact.update((document.get("settings") or {}).values())
+        self.redact.update(
+            [
+                *(document.get("settings") or {}).values(),
+                *(c.get("pem") for c in document.get("certificates") or []),
+            ]
+        )
         previous = self.applied
         if (
             previous is None
@@ -370,9 +376,25 @@ class Agent:
             paths[item["name"]] = str(folder)
         return paths
 
+    def write_certificates(self, document: dict[str, Any]) -> None:
+        """Each certificate as a PEM file, mode 0600: readable by the role's user unless its
+        permission level is elevated (then root's only). Stale ones are removed."""
+        root = self.options.run_dir / "certificates"
+        shutil.rmtree(root, ignore_errors=True)
+        owner = self._owner()
+        for item in document.get("certificates", []):
+            target = self.options.run_dir / certificate_path(item)
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(item.get("pem", "")))
+            if owner is not None and item.get("permissionLevel") != "elevated":
+                os.chown(target, *owner)
+
     def write_role_json(self, document: dict[str, Any], local_paths: dict[str, str]) -> Path:
         """role.json, atomically, mode 0600, owned by the role's user."""
         run_dir = self.options.run_dir
+        self.write_certificates(document)
         run_dir.mkdir(parents=True, exist_ok=True)
         owner = self._owner()
         if owner is not None:

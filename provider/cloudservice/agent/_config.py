@@ -10,12 +10,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationInvalid
 
 __all__ = [
     "CONFIG_CHANGE_KEYS",
+    "certificate_path",
     "MAX_CONFIG_BYTES",
     "RolePlan",
     "TaskSpec",
@@ -40,6 +42,7 @@ CONFIG_CHANGE_KEYS = frozenset(
         "faultDomain",
         "osVersion",
         "settings",
+        "certificates",
         "topology",
         "onConfigurationChange",
     }
@@ -213,7 +216,17 @@ def role_document(document: dict[str, Any], local_paths: dict[str, str]) -> dict
         {**item, "path": local_paths[item["name"]]} for item in document.get("localStorage", [])
     ]
     out["topology"] = document.get("topology", {})
+    out["certificates"] = [
+        {key: item.get(key) for key in ("name", "storeName", "thumbprint")}
+        | {"path": certificate_path(item)}
+        for item in document.get("certificates", [])
+    ]
     return out
+
+
+def certificate_path(item: dict[str, Any]) -> str:
+    """Where a certificate (PEM: certificate and key) is written, relative to the run dir."""
+    return f"certificates/{env_name(str(item.get('storeName', 'My')))}/{item['name']}.pem"
 
 
 def role_environment(
@@ -232,6 +245,10 @@ def role_environment(
     )
     for name, path in local_paths.items():
         env[f"CLOUDSERVICE_LOCAL_{env_name(name)}"] = path
+    for item in document.get("certificates", []):
+        env[f"CLOUDSERVICE_CERTIFICATE_{env_name(item['name'])}"] = str(
+            Path(role_json).parent / certificate_path(item)
+        )
     for name, value in document.get("settings", {}).items():
         env[f"CLOUDSERVICE_SETTING_{env_name(name)}"] = (
             value if isinstance(value, str) else json.dumps(value)

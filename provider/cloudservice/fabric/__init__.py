@@ -28,11 +28,13 @@ from .package_role import (
     PackageRole,
     PackageRoleDeployment,
     PackageRoleSpec,
+    RoleCertificate,
     StartupTask,
 )
 from .vm_role import VmRole, VmRoleDeployment, VmRoleSpec
 
 __all__ = [
+    "RoleCertificate",
     "BackendServer",
     "FrontDoorDeployment",
     "FrontDoorListener",

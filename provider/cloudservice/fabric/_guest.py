@@ -55,7 +55,7 @@ def document_digest(document: dict[str, Any]) -> str:
 
 
 # What the agent applies in place (it signals the role): the rest restarts the role.
-_IN_PLACE = ("generation", "settings", "topology", "onConfigurationChange")
+_IN_PLACE = ("generation", "settings", "certificates", "topology", "onConfigurationChange")
 
 
 def program_digest(document: dict[str, Any]) -> str:

@@ -19,8 +19,10 @@ report stops the rollout with the agent's reason), then for the role's probe if 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +76,31 @@ class LocalStorage(Model):
     name: str = Field(description="Local storage name.")
     size_mb: int = Field(default=100, ge=1, description="Size in MB.")
     clean_on_role_recycle: bool = Field(default=True, description="Emptied when the role restarts.")
+
+
+class RoleCertificate(Model):
+    """A certificate the role defines, filled from the stack's secrets by its thumbprint."""
+
+    name: str = Field(description="Certificate name, as the role defines it.")
+    store_name: str = Field(default="My", description="Store name: My, Root, CA, ...")
+    permission_level: Literal["limitedOrElevated", "elevated"] = Field(
+        default="limitedOrElevated", description="Who may read the key: the role, or root only."
+    )
+    thumbprint: str = Field(description="SHA-1 thumbprint (hex), as the configuration says.")
+    pem: str = Field(description="The certificate and its key, PEM.")
+
+    def actual_thumbprint(self) -> str | None:
+        """The SHA-1 of the first certificate in `pem` (its DER), or None when there is none."""
+        match = re.search(
+            r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", self.pem, re.DOTALL
+        )
+        if match is None:
+            return None
+        try:
+            der = base64.b64decode("".join(match.group(1).split()), validate=True)
+        except ValueError:
+            return None
+        return hashlib.sha1(der).hexdigest()  # noqa: S324 - what Azure's thumbprints are
 
 
 class PackageRoleSpec(Placement):
@@ -137,6 +164,11 @@ class PackageRoleSpec(Placement):
         description="Setting values that are secrets: secret in state, masked in previews.",
         json_schema_extra={"secret": True},
     )
+    certificates: list[RoleCertificate] = Field(
+        default_factory=list,
+        description="Certificates installed on each instance: secret in state, never shown.",
+        json_schema_extra={"secret": True},
+    )
     on_configuration_change: Literal["signal", "recycle"] = Field(
         default="signal", description="signal (SIGHUP) or recycle the role on a setting change."
     )
@@ -187,6 +219,16 @@ class PackageRoleSpec(Placement):
             "executionContext": self.execution_context,
             "environment": self.environment,
             "settings": {**self.settings, **self.secret_settings},
+            "certificates": [
+                {
+                    "name": c.name,
+                    "storeName": c.store_name,
+                    "permissionLevel": c.permission_level,
+                    "thumbprint": c.thumbprint.lower(),
+                    "pem": c.pem,
+                }
+                for c in self.certificates
+            ],
             "localStorage": [item.wire() for item in self.local_storage],
             "onConfigurationChange": self.on_configuration_change,
             "topology": json.loads(self.topology),
@@ -315,6 +357,13 @@ class PackageRole:
         if changed or secret:
             shown = [*changed, *(f"{name} (secret, value masked)" for name in secret)]
             parts.append(f"settings changed: {', '.join(shown)}")
+        certificates = {c.name: c.thumbprint.lower() for c in spec.certificates}
+        before = {c.name: c.thumbprint.lower() for c in old.certificates}
+        if certificates != before:
+            moved = sorted(
+                n for n in {*certificates, *before} if certificates.get(n) != before.get(n)
+            )
+            parts.append(f"certificates changed: {', '.join(moved)}")
         if self.needs_rollout(deployment) or parts:
             moving = [(i.name, i.update_domain) for i in deployment.instances]
             waves = rollout_waves(moving, spec.upgrade_mode, spec.manual_update_domain)

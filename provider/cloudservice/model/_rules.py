@@ -106,6 +106,10 @@ ROLE_RULES: dict[str, ChangeRule] = {
         "the agent signals the role, nothing reboots",
     ),
     "secretSettings": ChangeRule(ChangeKind.IN_PLACE, "as settings"),
+    "certificates": ChangeRule(
+        ChangeKind.IN_PLACE,
+        '[table: "Certificates" - in-place: Yes]: as settings; the agent rewrites the files',
+    ),
     "onConfigurationChange": ChangeRule(ChangeKind.IN_PLACE, "as settings"),
     "topology": ChangeRule(
         ChangeKind.IN_PLACE, "the service's instances, as the role sees them: as settings"

@@ -67,6 +67,41 @@ def _resolve_os(family: str, version: str) -> tuple[dict[str, Any], str | None]:
     }, None
 
 
+def _check_certificates(given: Any) -> Failures:
+    """Each certificate's PEM holds the certificate the configuration names by thumbprint.
+    Messages name the certificate and thumbprints, never the PEM."""
+    failures: Failures = []
+    for index, raw in enumerate(given or []):
+        try:
+            certificate = fabric.RoleCertificate.model_validate(raw)
+        except ValueError:
+            continue  # the model's own check reports it
+        where = f"certificates[{index}]"
+        expected = certificate.thumbprint.lower()
+        if not certificate.pem:
+            failures.append(
+                (
+                    where,
+                    f"certificate {certificate.name}: no certificate with thumbprint {expected} "
+                    "in the stack's secrets; add it with `pulumi config set --secret --path "
+                    f"'certificates.{expected}' \"$(cat cert-and-key.pem)\"`",
+                )
+            )
+            continue
+        actual = certificate.actual_thumbprint()
+        if actual is None:
+            failures.append((where, f"certificate {certificate.name}: no PEM certificate in it"))
+        elif actual != expected:
+            failures.append(
+                (
+                    where,
+                    f"certificate {certificate.name}: its SHA-1 thumbprint is {actual}, the "
+                    f"configuration says {expected}",
+                )
+            )
+    return failures
+
+
 class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
     args_model = PackageRoleArgs
     state_model = PackageRoleState
@@ -90,6 +125,8 @@ class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
                 json.loads(str(inputs["topology"]))
             except ValueError as exc:
                 failures.append(("topology", f"not JSON: {exc}"))
+        if "certificates" not in unknown:
+            failures += _check_certificates(inputs.get("certificates"))
         filled: dict[str, Any] = {}
         if "package" not in unknown:
             found, problem = _check_package(inputs.get("package"))

@@ -1,15 +1,19 @@
 """The sample Web role: a page, a job queue the Worker role drains, and the jobs' results.
 
 Input endpoint HttpIn (port 8080 on the instance): `/` (the page: package version, the
-Greeting setting, the instance), `/health`, `/submit?job=<text>` and `/results`. Internal
+Greeting setting, the instance), `/health`, `/submit?job=<text>`, `/results` and
+`/certificates` (the SHA-1 thumbprint of each certificate the fabric installed). Internal
 endpoint Work (port 8081, for the service's other roles): `GET /next` hands out a job,
 `POST /done` takes its result. Settings are re-read on SIGHUP, which the guest agent sends
 when the configuration changes: no restart needed.
 """
 
+import base64
+import hashlib
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import urllib.parse
@@ -37,6 +41,19 @@ def reload(_signal, _frame):
 signal.signal(signal.SIGHUP, reload)
 
 
+def thumbprints():
+    """Certificate name -> SHA-1 of its DER, from the files the agent wrote."""
+    found = {}
+    for item in environment.get("certificates", []):
+        path = os.path.join(os.path.dirname(ENVIRONMENT), item["path"])
+        with open(path) as handle:
+            pem = handle.read()
+        body = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END", pem, re.DOTALL)
+        der = base64.b64decode("".join(body.group(1).split()))
+        found[item["name"]] = hashlib.sha1(der).hexdigest()
+    return found
+
+
 class Handler(BaseHTTPRequestHandler):
     def answer(self, status, body, kind="text/plain"):
         data = body.encode()
@@ -61,6 +78,8 @@ class Public(Handler):
             return self.answer(202, f"queued {job}\n")
         if url.path == "/results":
             return self.answer(200, json.dumps(results), "application/json")
+        if url.path == "/certificates":
+            return self.answer(200, json.dumps(thumbprints()), "application/json")
         greeting = environment["settings"].get("Greeting", "")
         instance = environment["instanceId"]
         return self.answer(200, f"web {VERSION}: {greeting} from {instance}\n")
