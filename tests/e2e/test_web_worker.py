@@ -223,6 +223,7 @@ def test_web_and_worker_roles_behind_the_front_door(
         stack.up()
     role = _outputs(stack, WEBROLE)
     assert role["updateDomainsUpgraded"] == [0, 1] and role["rolloutComplete"] is True
+    assert [i["rotation"] for i in role["instances"]] == ["in", "in"]
     assert loop.failures == [] and len(loop.answers) > 50
     assert {a.split(":")[0] for _, a in loop.answers} == {"web v1", "web v2"}
     moved = {d: loop.first(f"web v2: hello from Web_IN_{d}") for d in (0, 1)}
@@ -325,7 +326,8 @@ def test_web_and_worker_roles_behind_the_front_door(
     assert "Traceback" not in message
     role = _outputs(stack, WEBROLE)
     assert role["rolloutComplete"] is False
-    assert _page(door) == "web v2: bonjour from Web_IN_1"  # the other domain serves
+    assert [i["rotation"] for i in role["instances"]] == ["out", "in"]
+    assert {_page(door) for _ in range(6)} == {"web v2: bonjour from Web_IN_1"}  # the other
 
     # Secrets: encrypted in the backend's files, never in what `up` printed or an error said.
     backend = tmp_path / "state"

@@ -66,6 +66,11 @@ class Instance(Model):
     uptime_seconds: float | None = Field(
         default=None, description="Guest uptime its agent reported at the last health gate."
     )
+    rotation: Literal["in", "out"] | None = Field(
+        default=None,
+        description="In the front door's rotation, or out of it (a rollout stopped while it "
+        "was moving); none without a front door.",
+    )
 
 
 class Placement(Model):

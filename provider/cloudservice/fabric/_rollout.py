@@ -95,15 +95,22 @@ def roll(
     )
     progress = Progress(sorted_instances(current.values()))
     for wave in waves:
-        leaving = [current[name] for name in wave.instances if disrupts(current[name])]
-        rotation.leave(leaving)
-        moved = [restart(current[name]) for name in wave.instances]
+        leaving = rotation.leave([current[n] for n in wave.instances if disrupts(current[n])])
+        current.update({i.name: i for i in leaving})
+        # A restarted instance keeps its place in (or out of) the rotation.
+        moved = [
+            restart(current[name]).model_copy(update={"rotation": current[name].rotation})
+            for name in wave.instances
+        ]
         current.update({i.name: i for i in moved})
         progress.update_domains.extend(wave.update_domains)
         try:
             healthy = gate.wait(moved)
             current.update({i.name: i for i in healthy})
-            rotation.join([i for i in healthy if i.name in {x.name for x in leaving}])
+            left = {i.name for i in leaving}
+            current.update(
+                {i.name: i for i in rotation.join([i for i in healthy if i.name in left])}
+            )
         except GateFailed as exc:
             progress.instances, progress.complete = sorted_instances(current.values()), False
             raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc
@@ -133,8 +140,7 @@ def scale(
         drop(instance)
     started = [start(index) for index in range(count) if index not in kept]
     try:
-        healthy = gate.wait(started)
-        rotation.join(healthy)
+        healthy = rotation.join(gate.wait(started))
     except GateFailed as exc:
         raise RolloutStopped(str(exc), sorted_instances([*kept.values(), *started])) from exc
     return sorted_instances([*kept.values(), *healthy]), bool(started or dropped)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..frontdoor import FrontDoor, FrontDoorError
 from ._instances import Instance
@@ -24,15 +25,18 @@ class Rotation:
     drain_seconds: float = 30.0  # in-flight requests get this long to finish
     join_seconds: float = 60.0  # how long a healthy instance may take to be seen UP
 
-    def leave(self, instances: Sequence[Instance]) -> None:
-        """No new connections for these instances; in-flight ones finish (bounded)."""
+    def leave(self, instances: Sequence[Instance]) -> list[Instance]:
+        """No new connections for these instances; in-flight ones finish (bounded). Returns
+        them marked out of the rotation."""
         for door, listener, server in self._servers(instances):
             door.drain(listener, server)
         for door, listener, server in self._servers(instances):
             door.wait_drained(listener, server, self.drain_seconds)
+        return self._marked(instances, "out")
 
-    def join(self, instances: Sequence[Instance]) -> None:
-        """Back in rotation, once the front door's own probe sees them UP."""
+    def join(self, instances: Sequence[Instance]) -> list[Instance]:
+        """Back in rotation, once the front door's own probe sees them UP. Returns them
+        marked in the rotation."""
         for door, listener, server in self._servers(instances):
             door.ready(listener, server)
         for door, listener, server in self._servers(instances):
@@ -40,6 +44,12 @@ class Rotation:
                 door.wait_up(listener, server, self.join_seconds)
             except FrontDoorError as exc:
                 raise GateFailed(f"instance {server} did not rejoin the rotation: {exc}") from exc
+        return self._marked(instances, "in")
+
+    def _marked(self, instances: Sequence[Instance], where: Literal["in", "out"]) -> list[Instance]:
+        if self.directory is None:
+            return list(instances)
+        return [instance.model_copy(update={"rotation": where}) for instance in instances]
 
     def _servers(self, instances: Sequence[Instance]) -> list[tuple[FrontDoor, str, str]]:
         if self.directory is None:
