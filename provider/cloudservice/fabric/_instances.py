@@ -80,8 +80,10 @@ class Placement(Model):
         default=None, description="The service's libvirt network; none: loopback forwards."
     )
     cidr: str | None = Field(default=None, description="The network's IPv4 subnet.")
-    address_offset: int = Field(
-        default=10, ge=2, description="Instance i gets host number addressOffset + i of cidr."
+    address_offset: int | None = Field(
+        default=None,
+        ge=2,
+        description="Instance i gets host number addressOffset + i of cidr (default 10).",
     )
     front_door: str | None = Field(
         default=None,
@@ -92,7 +94,7 @@ class Placement(Model):
     def service_network(self) -> ServiceNetwork | None:
         if self.network is None or self.cidr is None:
             return None
-        return ServiceNetwork(self.network, self.cidr, self.address_offset)
+        return ServiceNetwork(self.network, self.cidr, self.address_offset or 10)
 
 
 @dataclass(frozen=True)
