@@ -296,9 +296,21 @@ def test_web_and_worker_roles_behind_the_front_door(
     assert len(loop.failures) <= interval * loop.rate, loop.failures
     assert loop.answers[-1][1] == "web v2: bonjour from Web_IN_0"
 
-    # Refresh and up bring it back; then scale in with the loop running: no failure.
+    # The front door stopped outside Pulumi too: refresh notices both, `up` restores both.
+    directory = Path(_outputs(stack, FRONTDOOR)["directory"])
+    for line in _haproxies(directory):
+        os.kill(int(line.split()[0]), 9)
     stack.refresh()
+    assert FRONTDOOR not in {
+        r["type"] for r in stack.export_stack().deployment.get("resources", [])
+    }
     stack.up()
+    assert {_page(door) for _ in range(8)} == {
+        "web v2: bonjour from Web_IN_0",
+        "web v2: bonjour from Web_IN_1",
+    }
+
+    # Scale in with the loop running: no failure.
     stack.set_config("instances", auto.ConfigValue(json.dumps({"Web": 1})))
     with RequestLoop(door) as loop:
         stack.up()
@@ -338,7 +350,6 @@ def test_web_and_worker_roles_behind_the_front_door(
             f for f in backend.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()
         ]
         assert leaked == [] and secret not in up.stdout and secret not in message
-    directory = Path(_outputs(stack, FRONTDOOR)["directory"])
 
     # Destroy leaves nothing: no domain, volume, reservation, front door process or file.
     stack.destroy()
