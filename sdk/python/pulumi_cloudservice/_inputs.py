@@ -25,6 +25,8 @@ __all__ = [
     'LocalStorageArgsDict',
     'ProbeArgs',
     'ProbeArgsDict',
+    'RoleCertificateArgs',
+    'RoleCertificateArgsDict',
     'StartupTaskArgs',
     'StartupTaskArgsDict',
 ]
@@ -471,6 +473,121 @@ class ProbeArgs:
     @timeout_seconds.setter
     def timeout_seconds(self, value: pulumi.Input[Optional[_builtins.float]]):
         pulumi.set(self, "timeout_seconds", value)
+
+
+class RoleCertificateArgsDict(TypedDict):
+    """
+    A certificate the role defines, filled from the stack's secrets by its thumbprint.
+    """
+    name: pulumi.Input[_builtins.str]
+    """
+    Certificate name, as the role defines it.
+    """
+    pem: pulumi.Input[_builtins.str]
+    """
+    The certificate and its key, PEM.
+    """
+    thumbprint: pulumi.Input[_builtins.str]
+    """
+    SHA-1 thumbprint (hex), as the configuration says.
+    """
+    permission_level: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Who may read the key: the role, or root only. One of: limitedOrElevated, elevated.
+    """
+    store_name: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Store name: My, Root, CA, ...
+    """
+
+@pulumi.input_type
+class RoleCertificateArgs:
+    def __init__(__self__, *,
+                 name: pulumi.Input[_builtins.str],
+                 pem: pulumi.Input[_builtins.str],
+                 thumbprint: pulumi.Input[_builtins.str],
+                 permission_level: pulumi.Input[Optional[_builtins.str]] = None,
+                 store_name: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        A certificate the role defines, filled from the stack's secrets by its thumbprint.
+
+        :param pulumi.Input[_builtins.str] name: Certificate name, as the role defines it.
+        :param pulumi.Input[_builtins.str] pem: The certificate and its key, PEM.
+        :param pulumi.Input[_builtins.str] thumbprint: SHA-1 thumbprint (hex), as the configuration says.
+        :param pulumi.Input[_builtins.str] permission_level: Who may read the key: the role, or root only. One of: limitedOrElevated, elevated.
+        :param pulumi.Input[_builtins.str] store_name: Store name: My, Root, CA, ...
+        """
+        pulumi.set(__self__, "name", name)
+        pulumi.set(__self__, "pem", pem)
+        pulumi.set(__self__, "thumbprint", thumbprint)
+        if permission_level is None:
+            permission_level = 'limitedOrElevated'
+        if permission_level is not None:
+            pulumi.set(__self__, "permission_level", permission_level)
+        if store_name is None:
+            store_name = 'My'
+        if store_name is not None:
+            pulumi.set(__self__, "store_name", store_name)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> pulumi.Input[_builtins.str]:
+        """
+        Certificate name, as the role defines it.
+        """
+        return pulumi.get(self, "name")
+
+    @name.setter
+    def name(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "name", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def pem(self) -> pulumi.Input[_builtins.str]:
+        """
+        The certificate and its key, PEM.
+        """
+        return pulumi.get(self, "pem")
+
+    @pem.setter
+    def pem(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "pem", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def thumbprint(self) -> pulumi.Input[_builtins.str]:
+        """
+        SHA-1 thumbprint (hex), as the configuration says.
+        """
+        return pulumi.get(self, "thumbprint")
+
+    @thumbprint.setter
+    def thumbprint(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "thumbprint", value)
+
+    @_builtins.property
+    @pulumi.getter(name="permissionLevel")
+    def permission_level(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Who may read the key: the role, or root only. One of: limitedOrElevated, elevated.
+        """
+        return pulumi.get(self, "permission_level")
+
+    @permission_level.setter
+    def permission_level(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "permission_level", value)
+
+    @_builtins.property
+    @pulumi.getter(name="storeName")
+    def store_name(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Store name: My, Root, CA, ...
+        """
+        return pulumi.get(self, "store_name")
+
+    @store_name.setter
+    def store_name(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "store_name", value)
 
 
 class StartupTaskArgsDict(TypedDict):

@@ -23,6 +23,7 @@ __all__ = [
     'Layer',
     'LocalStorage',
     'Probe',
+    'RoleCertificate',
     'RotationEntry',
     'StartupTask',
 ]
@@ -221,6 +222,8 @@ class Instance(dict):
                  generation: Optional[_builtins.int] = None,
                  healthy_after_seconds: Optional[_builtins.float] = None,
                  package: Optional[_builtins.str] = None,
+                 program: Optional[_builtins.str] = None,
+                 rotation: Optional[_builtins.str] = None,
                  settings: Optional[_builtins.str] = None,
                  uptime_seconds: Optional[_builtins.float] = None):
         """
@@ -231,6 +234,8 @@ class Instance(dict):
         :param _builtins.int generation: Generation of its configuration medium.
         :param _builtins.float healthy_after_seconds: Seconds from start to the first healthy probe answer.
         :param _builtins.str package: SHA-256 of the role package it runs.
+        :param _builtins.str program: Digest of what its role runs (entry point, tasks, environment).
+        :param _builtins.str rotation: In the front door's rotation, or out of it (a rollout stopped while it was moving); none without a front door. One of: in, out.
         :param _builtins.str settings: Digest of the VM size and endpoints it was started with.
         :param _builtins.float uptime_seconds: Guest uptime its agent reported at the last health gate.
         """
@@ -256,6 +261,12 @@ class Instance(dict):
             package = ''
         if package is not None:
             pulumi.set(__self__, "package", package)
+        if program is None:
+            program = ''
+        if program is not None:
+            pulumi.set(__self__, "program", program)
+        if rotation is not None:
+            pulumi.set(__self__, "rotation", rotation)
         if settings is None:
             settings = ''
         if settings is not None:
@@ -343,6 +354,22 @@ class Instance(dict):
         SHA-256 of the role package it runs.
         """
         return pulumi.get(self, "package")
+
+    @_builtins.property
+    @pulumi.getter
+    def program(self) -> Optional[_builtins.str]:
+        """
+        Digest of what its role runs (entry point, tasks, environment).
+        """
+        return pulumi.get(self, "program")
+
+    @_builtins.property
+    @pulumi.getter
+    def rotation(self) -> Optional[_builtins.str]:
+        """
+        In the front door's rotation, or out of it (a rollout stopped while it was moving); none without a front door. One of: in, out.
+        """
+        return pulumi.get(self, "rotation")
 
     @_builtins.property
     @pulumi.getter
@@ -623,6 +650,98 @@ class Probe(dict):
         Seconds one probe may take.
         """
         return pulumi.get(self, "timeout_seconds")
+
+
+@pulumi.output_type
+class RoleCertificate(dict):
+    """
+    A certificate the role defines, filled from the stack's secrets by its thumbprint.
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "permissionLevel":
+            suggest = "permission_level"
+        elif key == "storeName":
+            suggest = "store_name"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in RoleCertificate. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        RoleCertificate.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        RoleCertificate.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 name: _builtins.str,
+                 pem: _builtins.str,
+                 thumbprint: _builtins.str,
+                 permission_level: Optional[_builtins.str] = None,
+                 store_name: Optional[_builtins.str] = None):
+        """
+        A certificate the role defines, filled from the stack's secrets by its thumbprint.
+
+        :param _builtins.str name: Certificate name, as the role defines it.
+        :param _builtins.str pem: The certificate and its key, PEM.
+        :param _builtins.str thumbprint: SHA-1 thumbprint (hex), as the configuration says.
+        :param _builtins.str permission_level: Who may read the key: the role, or root only. One of: limitedOrElevated, elevated.
+        :param _builtins.str store_name: Store name: My, Root, CA, ...
+        """
+        pulumi.set(__self__, "name", name)
+        pulumi.set(__self__, "pem", pem)
+        pulumi.set(__self__, "thumbprint", thumbprint)
+        if permission_level is None:
+            permission_level = 'limitedOrElevated'
+        if permission_level is not None:
+            pulumi.set(__self__, "permission_level", permission_level)
+        if store_name is None:
+            store_name = 'My'
+        if store_name is not None:
+            pulumi.set(__self__, "store_name", store_name)
+
+    @_builtins.property
+    @pulumi.getter
+    def name(self) -> _builtins.str:
+        """
+        Certificate name, as the role defines it.
+        """
+        return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter
+    def pem(self) -> _builtins.str:
+        """
+        The certificate and its key, PEM.
+        """
+        return pulumi.get(self, "pem")
+
+    @_builtins.property
+    @pulumi.getter
+    def thumbprint(self) -> _builtins.str:
+        """
+        SHA-1 thumbprint (hex), as the configuration says.
+        """
+        return pulumi.get(self, "thumbprint")
+
+    @_builtins.property
+    @pulumi.getter(name="permissionLevel")
+    def permission_level(self) -> Optional[_builtins.str]:
+        """
+        Who may read the key: the role, or root only. One of: limitedOrElevated, elevated.
+        """
+        return pulumi.get(self, "permission_level")
+
+    @_builtins.property
+    @pulumi.getter(name="storeName")
+    def store_name(self) -> Optional[_builtins.str]:
+        """
+        Store name: My, Root, CA, ...
+        """
+        return pulumi.get(self, "store_name")
 
 
 @pulumi.output_type

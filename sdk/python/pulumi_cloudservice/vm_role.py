@@ -45,7 +45,7 @@ class VmRoleArgs:
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
         :param pulumi.Input[_builtins.str] pool: Storage pool for images and overlays.
-        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input['EndpointArgs']]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
         :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
@@ -63,8 +63,6 @@ class VmRoleArgs:
         pulumi.set(__self__, "instance_count", instance_count)
         pulumi.set(__self__, "name", name)
         pulumi.set(__self__, "pool", pool)
-        if address_offset is None:
-            address_offset = 10
         if address_offset is not None:
             pulumi.set(__self__, "address_offset", address_offset)
         if cidr is not None:
@@ -154,7 +152,7 @@ class VmRoleArgs:
     @pulumi.getter(name="addressOffset")
     def address_offset(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
-        Instance i gets host number addressOffset + i of cidr.
+        Instance i gets host number addressOffset + i of cidr (default 10).
         """
         return pulumi.get(self, "address_offset")
 
@@ -336,7 +334,7 @@ class VmRole(pulumi.CustomResource):
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
-        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
         :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
@@ -404,8 +402,6 @@ class VmRole(pulumi.CustomResource):
                 raise TypeError('__props__ is only valid when passed in combination with a valid opts.id to get an existing resource')
             __props__ = VmRoleArgs.__new__(VmRoleArgs)
 
-            if address_offset is None:
-                address_offset = 10
             __props__.__dict__["address_offset"] = address_offset
             __props__.__dict__["cidr"] = cidr
             __props__.__dict__["endpoints"] = endpoints
@@ -498,7 +494,7 @@ class VmRole(pulumi.CustomResource):
     @pulumi.getter(name="addressOffset")
     def address_offset(self) -> pulumi.Output[_builtins.int]:
         """
-        Instance i gets host number addressOffset + i of cidr.
+        Instance i gets host number addressOffset + i of cidr (default 10).
         """
         return pulumi.get(self, "address_offset")
 

@@ -28,6 +28,7 @@ class WorkerRoleArgs:
                  role: pulumi.Input[_builtins.str],
                  service: pulumi.Input[_builtins.str],
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 certificates: pulumi.Input[Optional[Sequence[pulumi.Input['RoleCertificateArgs']]]] = None,
                  cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]] = None,
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
@@ -64,7 +65,8 @@ class WorkerRoleArgs:
         :param pulumi.Input[_builtins.str] pool: Storage pool for the OS image, packages and overlays.
         :param pulumi.Input[_builtins.str] role: The role's name, as in the service definition.
         :param pulumi.Input[_builtins.str] service: The service's name, as in its definition.
-        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
+        :param pulumi.Input[Sequence[pulumi.Input['RoleCertificateArgs']]] certificates: Certificates installed on each instance: secret in state, never shown.
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input['EndpointArgs']]] endpoints: Input endpoints: answered at each instance's address.
         :param pulumi.Input[_builtins.str] entry_point: Command line of the role; default the package's.
@@ -99,10 +101,10 @@ class WorkerRoleArgs:
         pulumi.set(__self__, "pool", pool)
         pulumi.set(__self__, "role", role)
         pulumi.set(__self__, "service", service)
-        if address_offset is None:
-            address_offset = 10
         if address_offset is not None:
             pulumi.set(__self__, "address_offset", address_offset)
+        if certificates is not None:
+            pulumi.set(__self__, "certificates", certificates)
         if cidr is not None:
             pulumi.set(__self__, "cidr", cidr)
         if endpoints is not None:
@@ -256,13 +258,25 @@ class WorkerRoleArgs:
     @pulumi.getter(name="addressOffset")
     def address_offset(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
-        Instance i gets host number addressOffset + i of cidr.
+        Instance i gets host number addressOffset + i of cidr (default 10).
         """
         return pulumi.get(self, "address_offset")
 
     @address_offset.setter
     def address_offset(self, value: pulumi.Input[Optional[_builtins.int]]):
         pulumi.set(self, "address_offset", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def certificates(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['RoleCertificateArgs']]]]:
+        """
+        Certificates installed on each instance: secret in state, never shown.
+        """
+        return pulumi.get(self, "certificates")
+
+    @certificates.setter
+    def certificates(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['RoleCertificateArgs']]]]):
+        pulumi.set(self, "certificates", value)
 
     @_builtins.property
     @pulumi.getter
@@ -596,6 +610,7 @@ class WorkerRole(pulumi.CustomResource):
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 certificates: pulumi.Input[Optional[Sequence[pulumi.Input[Union['RoleCertificateArgs', 'RoleCertificateArgsDict']]]]] = None,
                  cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]]] = None,
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
@@ -635,7 +650,8 @@ class WorkerRole(pulumi.CustomResource):
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
-        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr.
+        :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
+        :param pulumi.Input[Sequence[pulumi.Input[Union['RoleCertificateArgs', 'RoleCertificateArgsDict']]]] certificates: Certificates installed on each instance: secret in state, never shown.
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]] endpoints: Input endpoints: answered at each instance's address.
         :param pulumi.Input[_builtins.str] entry_point: Command line of the role; default the package's.
@@ -695,6 +711,7 @@ class WorkerRole(pulumi.CustomResource):
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
+                 certificates: pulumi.Input[Optional[Sequence[pulumi.Input[Union['RoleCertificateArgs', 'RoleCertificateArgsDict']]]]] = None,
                  cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]]] = None,
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
@@ -737,9 +754,8 @@ class WorkerRole(pulumi.CustomResource):
                 raise TypeError('__props__ is only valid when passed in combination with a valid opts.id to get an existing resource')
             __props__ = WorkerRoleArgs.__new__(WorkerRoleArgs)
 
-            if address_offset is None:
-                address_offset = 10
             __props__.__dict__["address_offset"] = address_offset
+            __props__.__dict__["certificates"] = None if certificates is None else pulumi.Output.secret(certificates)
             __props__.__dict__["cidr"] = cidr
             __props__.__dict__["endpoints"] = endpoints
             __props__.__dict__["entry_point"] = entry_point
@@ -809,12 +825,13 @@ class WorkerRole(pulumi.CustomResource):
             __props__.__dict__["vm_size"] = vm_size
             __props__.__dict__["instances"] = None
             __props__.__dict__["last_upload_bytes"] = None
+            __props__.__dict__["last_upload_seconds"] = None
             __props__.__dict__["layers"] = None
             __props__.__dict__["packages"] = None
             __props__.__dict__["rollout_complete"] = None
             __props__.__dict__["summary"] = None
             __props__.__dict__["update_domains_upgraded"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["secretSettings"])
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["certificates", "secretSettings"])
         opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(WorkerRole, __self__).__init__(
             'cloudservice:index:WorkerRole',
@@ -839,6 +856,7 @@ class WorkerRole(pulumi.CustomResource):
         __props__ = WorkerRoleArgs.__new__(WorkerRoleArgs)
 
         __props__.__dict__["address_offset"] = None
+        __props__.__dict__["certificates"] = None
         __props__.__dict__["cidr"] = None
         __props__.__dict__["endpoints"] = None
         __props__.__dict__["entry_point"] = None
@@ -849,6 +867,7 @@ class WorkerRole(pulumi.CustomResource):
         __props__.__dict__["instance_count"] = None
         __props__.__dict__["instances"] = None
         __props__.__dict__["last_upload_bytes"] = None
+        __props__.__dict__["last_upload_seconds"] = None
         __props__.__dict__["layers"] = None
         __props__.__dict__["local_storage"] = None
         __props__.__dict__["manual_update_domain"] = None
@@ -885,9 +904,17 @@ class WorkerRole(pulumi.CustomResource):
     @pulumi.getter(name="addressOffset")
     def address_offset(self) -> pulumi.Output[_builtins.int]:
         """
-        Instance i gets host number addressOffset + i of cidr.
+        Instance i gets host number addressOffset + i of cidr (default 10).
         """
         return pulumi.get(self, "address_offset")
+
+    @_builtins.property
+    @pulumi.getter
+    def certificates(self) -> pulumi.Output[Sequence['outputs.RoleCertificate']]:
+        """
+        Certificates installed on each instance: secret in state, never shown.
+        """
+        return pulumi.get(self, "certificates")
 
     @_builtins.property
     @pulumi.getter
@@ -968,6 +995,14 @@ class WorkerRole(pulumi.CustomResource):
         Bytes streamed to the host by the last change.
         """
         return pulumi.get(self, "last_upload_bytes")
+
+    @_builtins.property
+    @pulumi.getter(name="lastUploadSeconds")
+    def last_upload_seconds(self) -> pulumi.Output[_builtins.float]:
+        """
+        Seconds the last change spent uploading (OS layer, package).
+        """
+        return pulumi.get(self, "last_upload_seconds")
 
     @_builtins.property
     @pulumi.getter
