@@ -255,7 +255,7 @@ def test_web_and_worker_roles_behind_the_front_door(
     assert "settings changed: Greeting" in shown and "nothing leaves" in shown, shown
     assert "certificates changed: SiteCert" in shown and "PRIVATE KEY" not in shown
     up = stack.up()
-    assert requests.get(f"{door}certificates", timeout=5).json() == {"SiteCert": thumbprint}
+    assert requests.get(f"{door}certificates", timeout=5).json() == {"SiteCert": thumbprint.lower()}
     role = _outputs(stack, WEBROLE)
     worker = _outputs(stack, WORKERROLE)["instances"]
     assert {_page(i["urls"][0]) for i in role["instances"]} == {
