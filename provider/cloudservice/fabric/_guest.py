@@ -84,7 +84,9 @@ def read_status(
         domain = host.domain(instance)
         if domain is None or not domain.running:
             return None
-        status = last_status(host.read_channel(instance, STATUS_CHANNEL, seconds))
+        # The agent writes a whole line at least once a second: the first one will do.
+        raw = host.read_channel(instance, STATUS_CHANNEL, seconds, until=b"\n")
+        status = last_status(raw)
         if status is not None:
             return status
     return None

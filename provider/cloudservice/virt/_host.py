@@ -473,8 +473,11 @@ class Host:
                 flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
             domain.updateDeviceFlags(xml.disk_xml(disk), flags)
 
-    def read_channel(self, name: str, channel: str, seconds: float) -> bytes:
-        """What the guest writes on a virtio-serial channel during `seconds` (b"" if nothing).
+    def read_channel(
+        self, name: str, channel: str, seconds: float, until: bytes | None = None
+    ) -> bytes:
+        """What the guest writes on a virtio-serial channel during `seconds` (b"" if nothing),
+        or up to the first `until` (e.g. a newline: one whole line) when that comes sooner.
 
         The stream is read in a thread: libvirt streams block, and a guest may write nothing.
         """
@@ -490,6 +493,8 @@ class Host:
                     if isinstance(chunk, int):  # -2: would block
                         continue
                     received.extend(chunk)
+                    if until is not None and until in chunk:
+                        return
             except libvirt.libvirtError:
                 pass  # aborted below, or the domain went away: what came is what we have
 
