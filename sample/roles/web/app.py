@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import signal
+import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,8 +100,17 @@ class Internal(Handler):
         return self.answer(200, "thanks\n")
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A load balancer's health check may hang up as soon as it has the status line.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def serve(handler, port):
-    ThreadingHTTPServer(("0.0.0.0", port), handler).serve_forever()
+    Server(("0.0.0.0", port), handler).serve_forever()
 
 
 threading.Thread(target=serve, args=(Internal, 8081), daemon=True).start()
