@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..model import Model, UpgradeMode, diff_packages, read_package
-from ..virt import AttachedDisk, Host, VolumeInfo
+from ..model import Model, ModelError, UpgradeMode, diff_packages, read_package
+from ..virt import AttachedDisk, Host, HypervisorError, VolumeInfo
 from ._guest import (
     STATUS_CHANNEL,
     AgentGate,
@@ -579,14 +579,15 @@ class PackageRole:
     def _package_changes(self, old: PackageRoleSpec) -> str:
         """Files added, removed and changed against the package on the host."""
         new_manifest = read_package(self.spec.package).manifest
-        with tempfile.NamedTemporaryFile(suffix=".cspkg") as previous:
-            name = f"{old.name}-pkg-{old.sha256()[:16]}.raw"
+        name = f"{old.name}-pkg-{old.sha256()[:16]}.raw"
+        with tempfile.TemporaryDirectory(prefix="cs-package-") as work:
+            previous = Path(work) / "previous.cspkg"
             try:
-                self.host.download_volume(old.pool, name, previous.file)  # type: ignore[arg-type]
-                previous.flush()
+                with previous.open("wb") as sink:
+                    self.host.download_volume(old.pool, name, sink)
                 # gzip reads past the medium's NUL padding
-                old_manifest = read_package(previous.name).manifest
-            except Exception:  # the old medium is gone: say what is known
+                old_manifest = read_package(previous).manifest
+            except (HypervisorError, ModelError, OSError):  # gone: say what is known
                 return f"{old.sha256()[:12]} -> {self.sha256[:12]}"
         return diff_packages(old_manifest, new_manifest).summary()
 
