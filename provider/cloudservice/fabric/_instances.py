@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..model import Model, lookup_vm_size
+from ..model import Model, UpgradeMode, lookup_vm_size
 from ..virt import (
     AttachedDisk,
     DomainSpec,
@@ -95,6 +95,32 @@ class Placement(Model):
         if self.network is None or self.cidr is None:
             return None
         return ServiceNetwork(self.network, self.cidr, self.address_offset or 10)
+
+
+class RoleSpec(Placement):
+    """What every role kind is asked for: where it lives, how many instances of what size, and
+    how changes roll through its update domains."""
+
+    name: str = Field(
+        description="Prefix of the role's objects on the host, e.g. cs-dev-web.",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+    )
+    pool: str = Field(description="Storage pool for the role's images, media and overlays.")
+    instance_count: int = Field(ge=1, le=100, description="Number of instances.")
+    vm_size: str = Field(default="ExtraSmall", description="Azure VM size name.")
+    update_domain_count: int = Field(
+        default=5, ge=1, le=20, description="Update domains instances are spread over."
+    )
+    upgrade_mode: UpgradeMode = Field(
+        default=UpgradeMode.AUTO, description="auto, manual or simultaneous."
+    )
+    manual_update_domain: int | None = Field(
+        default=None, ge=0, description="In manual mode, the last update domain to upgrade."
+    )
+    health_timeout_seconds: float = Field(default=300, gt=0, description="Health gate deadline.")
+    max_chain_depth: int = Field(
+        default=4, ge=1, le=16, description="Layers above which a new image is uploaded whole."
+    )
 
 
 @dataclass(frozen=True)

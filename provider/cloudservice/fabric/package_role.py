@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..model import Model, ModelError, UpgradeMode, diff_packages, read_package
+from ..model import Model, ModelError, diff_packages, read_package
 from ..virt import AttachedDisk, Host, HypervisorError, VolumeInfo
 from ._guest import (
     STATUS_CHANNEL,
@@ -46,7 +46,7 @@ from ._instances import (
     Endpoint,
     Instance,
     InstanceTemplate,
-    Placement,
+    RoleSpec,
     ServiceNetwork,
     drop_instance,
     instance_alive,
@@ -103,16 +103,11 @@ class RoleCertificate(Model):
         return hashlib.sha1(der).hexdigest()  # noqa: S324 - what Azure's thumbprints are
 
 
-class PackageRoleSpec(Placement):
+class PackageRoleSpec(RoleSpec):
     """What a Web or Worker role is asked to be."""
 
-    name: str = Field(
-        description="Prefix of the role's objects on the host, e.g. cs-dev-web.",
-        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
-    )
     service: str = Field(description="The service's name, as in its definition.")
     role: str = Field(description="The role's name, as in the service definition.")
-    pool: str = Field(description="Storage pool for the OS image, packages and overlays.")
     package: str = Field(description="Absolute path of the role's package (.cspkg).")
     package_sha256: str | None = Field(default=None, description="Filled in by the provider.")
     os_family: str = Field(default="debian-12", description="Guest OS family.")
@@ -123,17 +118,6 @@ class PackageRoleSpec(Placement):
     )
     os_image: str | None = Field(default=None, description="That version's image: by the provider.")
     os_image_sha256: str | None = Field(default=None, description="Its SHA-256: by the provider.")
-    instance_count: int = Field(ge=1, le=100, description="Number of instances.")
-    vm_size: str = Field(default="ExtraSmall", description="Azure VM size name.")
-    update_domain_count: int = Field(
-        default=5, ge=1, le=20, description="Update domains instances are spread over."
-    )
-    upgrade_mode: UpgradeMode = Field(
-        default=UpgradeMode.AUTO, description="auto, manual or simultaneous."
-    )
-    manual_update_domain: int | None = Field(
-        default=None, ge=0, description="In manual mode, the last update domain to upgrade."
-    )
     endpoints: list[Endpoint] = Field(
         default_factory=list, description="Input endpoints: answered at each instance's address."
     )
@@ -174,10 +158,6 @@ class PackageRoleSpec(Placement):
     )
     topology: str = Field(
         default="{}", description="JSON: every role's instances and endpoints (by the component)."
-    )
-    health_timeout_seconds: float = Field(default=300, gt=0, description="Health gate deadline.")
-    max_chain_depth: int = Field(
-        default=4, ge=1, le=16, description="OS layers above which a version is uploaded whole."
     )
 
     @model_validator(mode="after")

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ..model import ChangeKind, Model, UpgradeMode, properties_of_kind
+from ..model import ChangeKind, Model, properties_of_kind
 from ..virt import Host
 from ._health import Probe
 from ._instances import (
     Endpoint,
     Instance,
     InstanceTemplate,
-    Placement,
+    RoleSpec,
     drop_instance,
     instance_alive,
     instance_index,
@@ -37,30 +37,14 @@ from ._rotation import Rotation, leaving_in_turn
 from .errors import RolloutStopped
 
 
-class VmRoleSpec(Placement):
+class VmRoleSpec(RoleSpec):
     """What a VM role is asked to be."""
 
-    name: str = Field(
-        description="Prefix of the role's objects on the host, e.g. cs-dev-web.",
-        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
-    )
-    pool: str = Field(description="Storage pool for images and overlays.")
     image: str = Field(
         description="Absolute path of the role's .vhd: fixed, dynamic, or a "
         "differencing disk whose parent is the image deployed now."
     )
     image_sha256: str | None = Field(default=None, description="Filled in by the provider.")
-    instance_count: int = Field(ge=1, le=100, description="Number of instances.")
-    vm_size: str = Field(default="ExtraSmall", description="Azure VM size name.")
-    update_domain_count: int = Field(
-        default=5, ge=1, le=20, description="Update domains instances are spread over."
-    )
-    upgrade_mode: UpgradeMode = Field(
-        default=UpgradeMode.AUTO, description="auto, manual or simultaneous."
-    )
-    manual_update_domain: int | None = Field(
-        default=None, ge=0, description="In manual mode, the last update domain to upgrade."
-    )
     endpoints: list[Endpoint] = Field(
         default_factory=lambda: [Endpoint()],
         min_length=1,
@@ -68,10 +52,6 @@ class VmRoleSpec(Placement):
     )
     probe: Probe | None = Field(
         default=None, description="Health probe; default: GET / on the first endpoint."
-    )
-    health_timeout_seconds: float = Field(default=300, gt=0, description="Health gate deadline.")
-    max_chain_depth: int = Field(
-        default=4, ge=1, le=16, description="Layers above which a release is uploaded whole."
     )
 
     def sha256(self) -> str:

@@ -123,6 +123,19 @@ class Resource(ABC, Generic[ArgsT, StateT]):
     def delete(self, resource_id: str, state: StateT) -> None: ...
 
 
+M = TypeVar("M", bound=Model)
+
+
+def part(model: type[M], whole: Model) -> M:
+    """The fields of `model` out of a bigger model (a State's deployment, its Args)."""
+    return model.model_validate(whole.model_dump(include=set(model.model_fields)))
+
+
+def combined(state_model: type[M], args: Model, deployment: Model) -> M:
+    """A resource's State: its inputs as given, and what the fabric reports it runs."""
+    return state_model.model_validate({**args.model_dump(), **deployment.model_dump()})
+
+
 def role_replace_properties(args: type[Model]) -> set[str]:
     """A role resource's inputs that the update rules (`model.ROLE_RULES`) say replace it."""
     return set(properties_of_kind(ChangeKind.REPLACE)) & set(wire_names(args).values())

@@ -18,6 +18,8 @@ from ._base import (
     FieldChange,
     PartialFailure,
     Resource,
+    combined,
+    part,
     role_replace_properties,
 )
 
@@ -30,13 +32,7 @@ class PackageRoleState(PackageRoleArgs, fabric.PackageRoleDeployment):
     """The inputs, and what runs on the host."""
 
     def deployment(self) -> fabric.PackageRoleDeployment:
-        fields = set(fabric.PackageRoleDeployment.model_fields)
-        return fabric.PackageRoleDeployment.model_validate(self.model_dump(include=fields))
-
-
-def _state(args: PackageRoleArgs, deployment: fabric.PackageRoleDeployment) -> PackageRoleState:
-    inputs = args.model_dump(include=set(PackageRoleArgs.model_fields))
-    return PackageRoleState.model_validate({**inputs, **deployment.model_dump()})
+        return part(fabric.PackageRoleDeployment, self)
 
 
 def _check_package(path: Any) -> tuple[dict[str, Any], str | None]:
@@ -170,8 +166,10 @@ class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
             try:
                 deployment = fabric.PackageRole(host, args).deploy()
             except fabric.RolloutStopped as stopped:
-                raise PartialFailure(_state(args, stopped.state), str(stopped)) from stopped
-        return args.name, _state(args, deployment)
+                raise PartialFailure(
+                    combined(PackageRoleState, args, stopped.state), str(stopped)
+                ) from stopped
+        return args.name, combined(PackageRoleState, args, deployment)
 
     def read(self, resource_id: str, state: PackageRoleState) -> PackageRoleState | None:
         with self.connect() as host:
@@ -198,8 +196,10 @@ class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
             try:
                 deployment = fabric.PackageRole(host, new).change(old.deployment())
             except fabric.RolloutStopped as stopped:
-                raise PartialFailure(_state(new, stopped.state), str(stopped)) from stopped
-        return _state(new, deployment)
+                raise PartialFailure(
+                    combined(PackageRoleState, new, stopped.state), str(stopped)
+                ) from stopped
+        return combined(PackageRoleState, new, deployment)
 
     def delete(self, resource_id: str, state: PackageRoleState) -> None:
         with self.connect() as host:

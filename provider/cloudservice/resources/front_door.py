@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import fabric
-from ._base import Resource
+from ._base import Resource, combined, part
 
 
 class FrontDoorArgs(fabric.ServiceFrontDoorSpec):
@@ -20,11 +20,6 @@ class FrontDoorArgs(fabric.ServiceFrontDoorSpec):
 
 class FrontDoorState(FrontDoorArgs, fabric.FrontDoorDeployment):
     """The inputs, and the front door as it runs: its URLs and rotation."""
-
-
-def _state(args: FrontDoorArgs, deployment: fabric.FrontDoorDeployment) -> FrontDoorState:
-    inputs = args.model_dump(include=set(FrontDoorArgs.model_fields))
-    return FrontDoorState.model_validate({**inputs, **deployment.model_dump()})
 
 
 class FrontDoor(Resource[FrontDoorArgs, FrontDoorState]):
@@ -44,16 +39,16 @@ class FrontDoor(Resource[FrontDoorArgs, FrontDoorState]):
         return args.name
 
     def create(self, args: FrontDoorArgs) -> tuple[str, FrontDoorState]:
-        return args.name, _state(args, fabric.ServiceFrontDoor(args).deploy())
+        return args.name, combined(FrontDoorState, args, fabric.ServiceFrontDoor(args).deploy())
 
     def read(self, resource_id: str, state: FrontDoorState) -> FrontDoorState | None:
         door = fabric.ServiceFrontDoor(state, state.directory)
         if not door.running():
             return None
-        return _state(state, door.observe())
+        return combined(FrontDoorState, part(FrontDoorArgs, state), door.observe())
 
     def update(self, resource_id: str, old: FrontDoorState, new: FrontDoorArgs) -> FrontDoorState:
-        return _state(new, fabric.ServiceFrontDoor(new, old.directory).deploy())
+        return combined(FrontDoorState, new, fabric.ServiceFrontDoor(new, old.directory).deploy())
 
     def delete(self, resource_id: str, state: FrontDoorState) -> None:
         fabric.ServiceFrontDoor(state, state.directory).remove()

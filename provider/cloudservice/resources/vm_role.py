@@ -23,6 +23,8 @@ from ._base import (
     FieldChange,
     PartialFailure,
     Resource,
+    combined,
+    part,
     role_replace_properties,
 )
 
@@ -35,13 +37,7 @@ class VmRoleState(VmRoleArgs, fabric.VmRoleDeployment):
     """The inputs, and what runs on the host."""
 
     def deployment(self) -> fabric.VmRoleDeployment:
-        fields = set(fabric.VmRoleDeployment.model_fields)
-        return fabric.VmRoleDeployment.model_validate(self.model_dump(include=fields))
-
-
-def _state(args: VmRoleArgs, deployment: fabric.VmRoleDeployment) -> VmRoleState:
-    inputs = args.model_dump(include=set(VmRoleArgs.model_fields))
-    return VmRoleState.model_validate({**inputs, **deployment.model_dump()})
+        return part(fabric.VmRoleDeployment, self)
 
 
 class VmRole(Resource[VmRoleArgs, VmRoleState]):
@@ -107,8 +103,10 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
             try:
                 deployment = fabric.VmRole(host, args).deploy()
             except fabric.RolloutStopped as stopped:
-                raise PartialFailure(_state(args, stopped.state), str(stopped)) from stopped
-        return args.name, _state(args, deployment)
+                raise PartialFailure(
+                    combined(VmRoleState, args, stopped.state), str(stopped)
+                ) from stopped
+        return args.name, combined(VmRoleState, args, deployment)
 
     def read(self, resource_id: str, state: VmRoleState) -> VmRoleState | None:
         with self.connect() as host:
@@ -131,8 +129,10 @@ class VmRole(Resource[VmRoleArgs, VmRoleState]):
             try:
                 deployment = fabric.VmRole(host, new).change(old.deployment(), kind)
             except fabric.RolloutStopped as stopped:
-                raise PartialFailure(_state(new, stopped.state), str(stopped)) from stopped
-        return _state(new, deployment)
+                raise PartialFailure(
+                    combined(VmRoleState, new, stopped.state), str(stopped)
+                ) from stopped
+        return combined(VmRoleState, new, deployment)
 
     def delete(self, resource_id: str, state: VmRoleState) -> None:
         with self.connect() as host:

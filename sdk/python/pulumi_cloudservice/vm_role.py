@@ -44,7 +44,7 @@ class VmRoleArgs:
         :param pulumi.Input[_builtins.str] image: Absolute path of the role's .vhd: fixed, dynamic, or a differencing disk whose parent is the image deployed now.
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
-        :param pulumi.Input[_builtins.str] pool: Storage pool for images and overlays.
+        :param pulumi.Input[_builtins.str] pool: Storage pool for the role's images, media and overlays.
         :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input['EndpointArgs']]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
@@ -52,7 +52,7 @@ class VmRoleArgs:
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.str] image_sha256: Filled in by the provider.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
-        :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a release is uploaded whole.
+        :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a new image is uploaded whole.
         :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input['ProbeArgs'] probe: Health probe; default: GET / on the first endpoint.
         :param pulumi.Input[_builtins.int] update_domain_count: Update domains instances are spread over.
@@ -140,7 +140,7 @@ class VmRoleArgs:
     @pulumi.getter
     def pool(self) -> pulumi.Input[_builtins.str]:
         """
-        Storage pool for images and overlays.
+        Storage pool for the role's images, media and overlays.
         """
         return pulumi.get(self, "pool")
 
@@ -236,7 +236,7 @@ class VmRoleArgs:
     @pulumi.getter(name="maxChainDepth")
     def max_chain_depth(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
-        Layers above which a release is uploaded whole.
+        Layers above which a new image is uploaded whole.
         """
         return pulumi.get(self, "max_chain_depth")
 
@@ -343,10 +343,10 @@ class VmRole(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] image_sha256: Filled in by the provider.
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
-        :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a release is uploaded whole.
+        :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a new image is uploaded whole.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
         :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
-        :param pulumi.Input[_builtins.str] pool: Storage pool for images and overlays.
+        :param pulumi.Input[_builtins.str] pool: Storage pool for the role's images, media and overlays.
         :param pulumi.Input[Union['ProbeArgs', 'ProbeArgsDict']] probe: Health probe; default: GET / on the first endpoint.
         :param pulumi.Input[_builtins.int] update_domain_count: Update domains instances are spread over.
         :param pulumi.Input[_builtins.str] upgrade_mode: auto, manual or simultaneous. One of: auto, manual, simultaneous.
@@ -590,7 +590,7 @@ class VmRole(pulumi.CustomResource):
     @pulumi.getter(name="maxChainDepth")
     def max_chain_depth(self) -> pulumi.Output[_builtins.int]:
         """
-        Layers above which a release is uploaded whole.
+        Layers above which a new image is uploaded whole.
         """
         return pulumi.get(self, "max_chain_depth")
 
@@ -614,7 +614,7 @@ class VmRole(pulumi.CustomResource):
     @pulumi.getter
     def pool(self) -> pulumi.Output[_builtins.str]:
         """
-        Storage pool for images and overlays.
+        Storage pool for the role's images, media and overlays.
         """
         return pulumi.get(self, "pool")
 

@@ -62,7 +62,7 @@ class WebRoleArgs:
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
         :param pulumi.Input[_builtins.str] package: Absolute path of the role's package (.cspkg).
-        :param pulumi.Input[_builtins.str] pool: Storage pool for the OS image, packages and overlays.
+        :param pulumi.Input[_builtins.str] pool: Storage pool for the role's images, media and overlays.
         :param pulumi.Input[_builtins.str] role: The role's name, as in the service definition.
         :param pulumi.Input[_builtins.str] service: The service's name, as in its definition.
         :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
@@ -76,7 +76,7 @@ class WebRoleArgs:
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[Sequence[pulumi.Input['LocalStorageArgs']]] local_storage: Local scratch directories.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
-        :param pulumi.Input[_builtins.int] max_chain_depth: OS layers above which a version is uploaded whole.
+        :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a new image is uploaded whole.
         :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input[_builtins.str] on_configuration_change: signal (SIGHUP) or recycle the role on a setting change. One of: signal, recycle.
         :param pulumi.Input[_builtins.str] os_family: Guest OS family.
@@ -222,7 +222,7 @@ class WebRoleArgs:
     @pulumi.getter
     def pool(self) -> pulumi.Input[_builtins.str]:
         """
-        Storage pool for the OS image, packages and overlays.
+        Storage pool for the role's images, media and overlays.
         """
         return pulumi.get(self, "pool")
 
@@ -390,7 +390,7 @@ class WebRoleArgs:
     @pulumi.getter(name="maxChainDepth")
     def max_chain_depth(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
-        OS layers above which a version is uploaded whole.
+        Layers above which a new image is uploaded whole.
         """
         return pulumi.get(self, "max_chain_depth")
 
@@ -662,7 +662,7 @@ class WebRole(pulumi.CustomResource):
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
         :param pulumi.Input[Sequence[pulumi.Input[Union['LocalStorageArgs', 'LocalStorageArgsDict']]]] local_storage: Local scratch directories.
         :param pulumi.Input[_builtins.int] manual_update_domain: In manual mode, the last update domain to upgrade.
-        :param pulumi.Input[_builtins.int] max_chain_depth: OS layers above which a version is uploaded whole.
+        :param pulumi.Input[_builtins.int] max_chain_depth: Layers above which a new image is uploaded whole.
         :param pulumi.Input[_builtins.str] name: Prefix of the role's objects on the host, e.g. cs-dev-web.
         :param pulumi.Input[_builtins.str] network: The service's libvirt network; none: loopback forwards.
         :param pulumi.Input[_builtins.str] on_configuration_change: signal (SIGHUP) or recycle the role on a setting change. One of: signal, recycle.
@@ -673,7 +673,7 @@ class WebRole(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] os_version: Guest OS version; "*" is the newest.
         :param pulumi.Input[_builtins.str] package: Absolute path of the role's package (.cspkg).
         :param pulumi.Input[_builtins.str] package_sha256: Filled in by the provider.
-        :param pulumi.Input[_builtins.str] pool: Storage pool for the OS image, packages and overlays.
+        :param pulumi.Input[_builtins.str] pool: Storage pool for the role's images, media and overlays.
         :param pulumi.Input[Union['ProbeArgs', 'ProbeArgsDict']] probe: Health probe; without one, ready is what the agent reports.
         :param pulumi.Input[_builtins.str] role: The role's name, as in the service definition.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] secret_settings: Setting values that are secrets: secret in state, masked in previews.
@@ -1032,7 +1032,7 @@ class WebRole(pulumi.CustomResource):
     @pulumi.getter(name="maxChainDepth")
     def max_chain_depth(self) -> pulumi.Output[_builtins.int]:
         """
-        OS layers above which a version is uploaded whole.
+        Layers above which a new image is uploaded whole.
         """
         return pulumi.get(self, "max_chain_depth")
 
@@ -1128,7 +1128,7 @@ class WebRole(pulumi.CustomResource):
     @pulumi.getter
     def pool(self) -> pulumi.Output[_builtins.str]:
         """
-        Storage pool for the OS image, packages and overlays.
+        Storage pool for the role's images, media and overlays.
         """
         return pulumi.get(self, "pool")
 
