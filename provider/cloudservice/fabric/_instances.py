@@ -177,6 +177,28 @@ class InstanceTemplate:
     # Called with the instance's name and index when it starts: its media and channels.
     attach: Callable[[str, int], Attachments] = field(default=lambda _name, _index: Attachments())
 
+    @classmethod
+    def of(
+        cls,
+        spec: RoleSpec,
+        endpoints: Sequence[Endpoint],
+        disk: VolumeInfo,
+        settings: str,
+        attach: Callable[[str, int], Attachments] | None = None,
+    ) -> InstanceTemplate:
+        """A role's template: its spec, on `disk`, started with `settings` (a digest)."""
+        return cls(
+            role=spec.name,
+            pool=spec.pool,
+            vm_size=spec.vm_size,
+            update_domain_count=spec.update_domain_count,
+            endpoints=endpoints,
+            disk=disk,
+            settings=settings,
+            network=spec.service_network(),
+            **({"attach": attach} if attach else {}),
+        )
+
 
 def instance_name(role: str, index: int) -> str:
     return f"{role}-{index}"

@@ -456,17 +456,8 @@ class PackageRole:
 
     def _template(self, layer: Layer) -> InstanceTemplate:
         spec = self.spec
-        return InstanceTemplate(
-            role=spec.name,
-            pool=spec.pool,
-            vm_size=spec.vm_size,
-            update_domain_count=spec.update_domain_count,
-            endpoints=spec.endpoints,
-            disk=layer.disk(spec.pool),
-            settings=self.machine,
-            network=self.network,
-            attach=self._attach,
-        )
+        disk = layer.disk(spec.pool)
+        return InstanceTemplate.of(spec, spec.endpoints, disk, self.machine, self._attach)
 
     def _rollout(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
         streamed_before, started = self.host.bytes_uploaded, time.monotonic()

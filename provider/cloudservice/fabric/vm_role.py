@@ -175,16 +175,7 @@ class VmRole:
 
     def _template(self, layer: Layer) -> InstanceTemplate:
         spec = self.spec
-        return InstanceTemplate(
-            role=spec.name,
-            pool=spec.pool,
-            vm_size=spec.vm_size,
-            update_domain_count=spec.update_domain_count,
-            endpoints=spec.endpoints,
-            disk=layer.disk(spec.pool),
-            settings=self.settings,
-            network=self.network,
-        )
+        return InstanceTemplate.of(spec, spec.endpoints, layer.disk(spec.pool), self.settings)
 
     def _release(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
         """Find or upload the release's layer, then roll instances onto it."""
