@@ -107,6 +107,9 @@ for port in /sys/class/virtio-ports/*; do
     ln -sf "../${port##*/}" "/dev/virtio-ports/$(cat "$port/name")"
 done
 [ -s /etc/hostname ] && cat /etc/hostname > /proc/sys/kernel/hostname
+# The host swaps the configuration and package media live; a drive whose door Linux locks
+# while the agent reads it would refuse (nothing here answers QEMU's eject requests).
+[ -w /proc/sys/dev/cdrom/lock ] && echo 0 > /proc/sys/dev/cdrom/lock
 AGENT=/usr/lib/cloudservice/cloudservice_agent
 echo "cloudservice-init: starting agent"
 if [ ! -f "$AGENT/__main__.py" ]; then

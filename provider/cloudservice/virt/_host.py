@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import tempfile
 import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -464,14 +465,25 @@ class Host:
         with libvirt_errors(f"domain {name!r}"):
             domain.undefine()
 
-    def change_media(self, name: str, disk: AttachedDisk) -> None:
-        """Swap the medium of a domain's cdrom, live when it runs, and in its definition."""
+    def change_media(self, name: str, disk: AttachedDisk, attempts: int = 5) -> None:
+        """Swap the medium of a domain's cdrom, live when it runs, and in its definition.
+
+        A guest reading the drive at that moment may hold its tray shut: tried again a few
+        times, a second apart, before the refusal is reported.
+        """
         domain = self._lookup_domain(name)
-        with libvirt_errors(f"domain {name!r}"):
-            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            if domain.isActive():
-                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-            domain.updateDeviceFlags(xml.disk_xml(disk), flags)
+        for attempt in range(attempts):
+            try:
+                with libvirt_errors(f"domain {name!r}"):
+                    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                    if domain.isActive():
+                        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+                    domain.updateDeviceFlags(xml.disk_xml(disk), flags)
+                return
+            except OperationFailed as exc:
+                if "tray" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(1)
 
     def read_channel(
         self, name: str, channel: str, seconds: float, until: bytes | None = None
