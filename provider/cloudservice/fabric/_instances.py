@@ -44,7 +44,9 @@ class Endpoint(Model):
 class Instance(Model):
     name: str
     update_domain: int
-    host: str = Field(description="The libvirt host the instance runs on (its URI).")
+    host: str = Field(
+        description="The libvirt host the instance runs on: its URI, unless that is a secret."
+    )
     address: str = Field(description="Where its endpoints answer: the host's loopback.")
     ports: dict[str, int]
     urls: list[str]
@@ -254,7 +256,7 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
     return Instance(
         name=name,
         update_domain=domain,
-        host=host.uri,
+        host=host.label,
         address=address,
         ports=ports,
         urls=[f"{e.protocol}://{address}:{ports[e.name]}/" for e in template.endpoints],

@@ -45,12 +45,15 @@ from .vm_role import VmRole
 from .web_role import WebRole
 from .worker_role import WorkerRole
 
+SECRET_URI_LABEL = "cloudservice:uri (secret)"
+
 RESOURCES: tuple[type[Resource[Any, Any]], ...] = (VmRole, WebRole, WorkerRole, FrontDoor)
 
 
 class CloudServiceProvider(Provider):
     def __init__(self, engine_address: str = "") -> None:
         self.uri = DEFAULT_URI
+        self.uri_secret = False
         self.engine_address = engine_address
         self.resources: dict[str, Resource[Any, Any]] = {
             kind.token: kind(partial(self._connect)) for kind in RESOURCES
@@ -66,7 +69,7 @@ class CloudServiceProvider(Provider):
             )
 
     def _connect(self) -> Host:
-        return Host(self.uri)
+        return Host(self.uri, label=SECRET_URI_LABEL if self.uri_secret else None)
 
     def _resource(self, urn_type: str) -> Resource[Any, Any]:
         token = _token(urn_type)
@@ -79,10 +82,14 @@ class CloudServiceProvider(Provider):
         return GetSchemaResponse(schema=json.dumps(build_schema(RESOURCES)))
 
     async def configure(self, request: ConfigureRequest) -> ConfigureResponse:
-        config = _wire.decode(request.args).values
+        config = _wire.decode(request.args)
         self.uri = str(
-            config.get("uri") or request.variables.get("cloudservice:config:uri") or DEFAULT_URI
+            config.values.get("uri")
+            or request.variables.get("cloudservice:config:uri")
+            or DEFAULT_URI
         )
+        # A secret URI (credentials, a private host name) is never written into outputs.
+        self.uri_secret = "uri" in config.secret
         return ConfigureResponse(accept_secrets=True, supports_preview=True)
 
     # The engine runs independent resources in parallel: every call that can block (libvirt,

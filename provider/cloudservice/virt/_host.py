@@ -92,15 +92,16 @@ def _silence_libvirt_stderr() -> None:
 class Host:
     """One connection to a libvirt URI. Use as a context manager, or call `close()`."""
 
-    def __init__(self, uri: str = DEFAULT_URI) -> None:
+    def __init__(self, uri: str = DEFAULT_URI, label: str | None = None) -> None:
         _silence_libvirt_stderr()
         self.uri = uri
+        self.label = label or uri  # how records name this host: the URI, unless it is secret
         self.bytes_uploaded = 0  # what went through upload streams: the bytes a release costs
         try:
             self._conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
             raise HostUnavailable(
-                f"cannot connect to libvirt at {uri!r}: {exc.get_error_message()}; "
+                f"cannot connect to libvirt at {self.label!r}: {exc.get_error_message()}; "
                 "is libvirtd running (`make setup` starts it locally)?"
             ) from exc
 

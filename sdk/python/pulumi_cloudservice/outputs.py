@@ -228,7 +228,7 @@ class Instance(dict):
                  uptime_seconds: Optional[_builtins.float] = None):
         """
         :param _builtins.str address: Where its endpoints answer: the host's loopback.
-        :param _builtins.str host: The libvirt host the instance runs on (its URI).
+        :param _builtins.str host: The libvirt host the instance runs on: its URI, unless that is a secret.
         :param _builtins.float started_at: When the instance was last (re)started, Unix time.
         :param _builtins.str configuration: Digest of its configuration document.
         :param _builtins.int generation: Generation of its configuration medium.
@@ -286,7 +286,7 @@ class Instance(dict):
     @pulumi.getter
     def host(self) -> _builtins.str:
         """
-        The libvirt host the instance runs on (its URI).
+        The libvirt host the instance runs on: its URI, unless that is a secret.
         """
         return pulumi.get(self, "host")
 
