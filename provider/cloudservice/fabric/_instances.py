@@ -293,9 +293,16 @@ def instance_alive(host: Host, pool: str, instance: Instance) -> bool:
 
 
 def instance_names_on_host(
-    host: Host, pool: str, role: str, recorded: Iterable[Instance]
+    host: Host, pool: str, role: str, recorded: Iterable[str], layers: Iterable[str]
 ) -> set[str]:
-    """The recorded instances, and any whose overlay outlived a refresh that dropped them."""
+    """The role's instances on the host: the recorded ones, and any whose overlay outlived a
+    refresh that dropped them; not one whose domain runs on another role's disks (a role of
+    another kind that took the same name)."""
     pattern = re.compile(rf"^({re.escape(role)}-\d+)\.qcow2$")
     leftovers = {m.group(1) for v in host.volume_names(pool) if (m := pattern.match(v))}
-    return {instance.name for instance in recorded} | leftovers
+    ours = set(layers)
+    return {
+        name
+        for name in {*recorded, *leftovers}
+        if (domain := host.domain(name)) is None or domain.metadata.get("layer") in ours
+    }

@@ -564,10 +564,12 @@ class PackageRole:
 
     def _remove_all(self, instances: list[Instance], layers: list[Layer]) -> None:
         pool, prefix = self.spec.pool, self.spec.name
-        for name in instance_names_on_host(self.host, pool, prefix, instances):
+        # A failed first deploy may have started instances it never recorded.
+        names = [i.name for i in instances]
+        names += [instance_name(prefix, index) for index in range(self.spec.instance_count)]
+        ours = [layer.volume for layer in layers] + [self.chain.layer_name(0, "vpc")]
+        for name in instance_names_on_host(self.host, pool, prefix, names, ours):
             drop_instance(self.host, pool, name, self.network)
-        for index in range(self.spec.instance_count):
-            drop_instance(self.host, pool, instance_name(prefix, index), self.network)
         for volume in self.host.volume_names(pool):
             if volume.startswith(f"{prefix}-pkg-"):
                 self.host.delete_volume(pool, volume)

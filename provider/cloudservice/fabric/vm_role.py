@@ -131,7 +131,11 @@ class VmRole:
 
     def remove(self, deployment: VmRoleDeployment) -> None:
         pool = self.spec.pool
-        for name in instance_names_on_host(self.host, pool, self.spec.name, deployment.instances):
+        layers = [layer.volume for layer in deployment.layers]
+        names = instance_names_on_host(
+            self.host, pool, self.spec.name, [i.name for i in deployment.instances], layers
+        )
+        for name in names:
             drop_instance(self.host, pool, name, self.network)
         for layer in reversed(deployment.layers):
             self.chain.delete(layer.volume)
