@@ -275,7 +275,9 @@ class CloudService(pulumi.ComponentResource):
                 name, cidr, front_door_address, front_door_ports or {}
             )
             topology = self._topology(cidr)
-            common |= {"network": network, "cidr": cidr, "front_door": self.front_door.directory}
+            common |= {"network": network, "cidr": cidr}
+            if self.front_door is not None:
+                common["front_door"] = self.front_door.directory
         elif any(role.kind != "vm" for role in spec.definition.roles):
             raise pulumi.RunError(
                 f"service {spec.definition.name}: Web and Worker roles sit on the service's "
@@ -356,8 +358,9 @@ class CloudService(pulumi.ComponentResource):
 
     def _front_door(
         self, name: str, cidr: str, address: str, ports: Mapping[str, int]
-    ) -> FrontDoor:
-        """One listener per input endpoint, over the role's instances at their fixed addresses."""
+    ) -> FrontDoor | None:
+        """One listener per input endpoint, over the role's instances at their fixed addresses
+        (none for a service without input endpoints: it has no front door)."""
         listeners = []
         for slot, role in enumerate(self.spec.definition.roles):
             probe = _probe(self.spec.definition, role)
@@ -382,6 +385,8 @@ class CloudService(pulumi.ComponentResource):
                         servers=servers,
                     )
                 )
+        if not listeners:
+            return None
         return FrontDoor(
             f"{name}-front-door",
             name=self.prefix,

@@ -29,6 +29,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 say() { echo "cloudservice-initramfs: $*"; }
+uptime() { read -r up _ < /proc/uptime; echo "$up"; }
 fail() {  # say why on the console and keep PID 1 alive (a dead PID 1 is a kernel panic)
     say "FAILED: $*"
     while :; do sleep 3600; done
@@ -38,9 +39,11 @@ wait_for() {  # up to 10 s: devices show up asynchronously
     while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     [ -e "$1" ]
 }
+say "started at uptime $(uptime) s"
 for m in $(cat /lib/modules/load-order); do
     insmod "/lib/modules/$m.ko" || say "insmod $m failed"
 done
+say "modules loaded at uptime $(uptime) s"
 ip link set lo up
 if wait_for /sys/class/net/eth0; then
     ip link set eth0 up
@@ -54,6 +57,7 @@ mkdir -p /newroot
 mount -t ext4 -o rw,noatime /dev/vda2 /newroot || fail "cannot mount /dev/vda2"
 [ -x /newroot/usr/lib/cloudservice/init ] || fail "no /usr/lib/cloudservice/init on /dev/vda2"
 [ -s /etc/resolv.conf ] && cp /etc/resolv.conf /newroot/etc/resolv.conf
+say "switching to /dev/vda2 at uptime $(uptime) s"
 umount /sys
 umount /proc
 mount --move /dev /newroot/dev
@@ -111,7 +115,8 @@ done
 # while the agent reads it would refuse (nothing here answers QEMU's eject requests).
 [ -w /proc/sys/dev/cdrom/lock ] && echo 0 > /proc/sys/dev/cdrom/lock
 AGENT=/usr/lib/cloudservice/cloudservice_agent
-echo "cloudservice-init: starting agent"
+read -r up _ < /proc/uptime
+echo "cloudservice-init: starting agent at uptime $up s"
 if [ ! -f "$AGENT/__main__.py" ]; then
     echo "cloudservice-init: error: no agent in this image ($AGENT/__main__.py is missing);" \
         "build an image with the agent: cloudservice os build --force"

@@ -1,0 +1,141 @@
+"""The CloudService component's wiring, with Pulumi's mocks: which resources a service
+document declares, and with what (the e2e tests run the same component for real)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from cloudservice.model import ServiceSpec
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"  # Pulumi's special-value marker
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # ... saying "secret"
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources[args.name] = (args.typ, dict(args.inputs))
+        # What the provider would add to the inputs: the outputs the component reads.
+        if args.typ == "cloudservice:index:FrontDoor":
+            outputs: dict[str, Any] = {"directory": f"/state/{args.name}", "endpoints": {}}
+        else:
+            outputs = {"instances": [], "layers": []}
+        return f"{args.name}-id", {**args.inputs, **outputs}
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+@pytest.fixture
+def mocks() -> Mocks:
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, preview=False)
+    return mocks
+
+
+def _spec(roles: list[dict[str, Any]], configured: list[dict[str, Any]]) -> ServiceSpec:
+    return ServiceSpec.model_validate(
+        {
+            "definition": {"name": "svc", "updateDomainCount": 2, "roles": roles},
+            "configuration": {"serviceName": "svc", "roles": configured},
+            "artifacts": {r["name"]: ARTIFACTS[r["name"]] for r in roles},
+        }
+    )
+
+
+ARTIFACTS = {
+    "Web": {"package": str(REPO / "sample" / "roles" / "web")},
+    "Worker": {"package": str(REPO / "sample" / "roles" / "worker")},
+    "Legacy": {"image": "/images/legacy.vhd"},
+}
+WEB = {
+    "name": "Web",
+    "kind": "web",
+    "inputEndpoints": [{"name": "HttpIn", "protocol": "http", "port": 80, "localPort": 8080}],
+    "internalEndpoints": [{"name": "Work", "protocol": "http"}],
+    "settings": [{"name": "Greeting"}, {"name": "ApiKey", "secret": True}],
+}
+WORKER = {"name": "Worker", "kind": "worker"}
+LEGACY = {
+    "name": "Legacy",
+    "kind": "vm",
+    "inputEndpoints": [{"name": "HttpIn", "protocol": "http", "port": 8000, "localPort": 80}],
+}
+
+
+def _service(spec: ServiceSpec, **options: Any) -> Any:
+    from components import CloudService
+
+    return CloudService("svc", spec, pool="pool", prefix="cs-t", base_dir=REPO, **options)
+
+
+@pulumi.runtime.test
+def test_every_role_and_one_front_door_over_the_input_endpoints(mocks: Mocks) -> Any:
+    spec = _spec(
+        [WEB, WORKER, LEGACY],
+        [
+            {"name": "Web", "instances": 2,
+             "settings": {"Greeting": "hi", "ApiKey": {"secret": "k-123456"}}},
+            {"name": "Worker", "instances": 1},
+            {"name": "Legacy", "instances": 1},
+        ],
+    )  # fmt: skip
+    service = _service(
+        spec, network="net", cidr="10.9.0.0/24", front_door_ports={"Web.HttpIn": 18080}
+    )
+
+    def check(_: Any) -> None:
+        kinds = {name: typ for name, (typ, _) in mocks.resources.items()}
+        assert kinds["svc-Web"] == "cloudservice:index:WebRole"
+        assert kinds["svc-Worker"] == "cloudservice:index:WorkerRole"
+        assert kinds["svc-Legacy"] == "cloudservice:index:VmRole"
+        _, door = mocks.resources["svc-front-door"]
+        listeners = {item["name"]: item for item in door["listeners"]}
+        assert listeners["Web.HttpIn"]["port"] == 18080  # the stack's port
+        assert listeners["Legacy.HttpIn"]["port"] == 8000  # the definition's
+        assert [
+            (s["name"], s["address"], s["port"]) for s in listeners["Web.HttpIn"]["servers"]
+        ] == [
+            ("cs-t-web-0", "10.9.0.10", 8080),
+            ("cs-t-web-1", "10.9.0.11", 8080),
+        ]
+        # Role k of the definition takes the block of addresses 10 + 20k.
+        _, web = mocks.resources["svc-Web"]
+        _, legacy = mocks.resources["svc-Legacy"]
+        assert (web["addressOffset"], legacy["addressOffset"]) == (10, 50)
+        assert web["frontDoor"] == legacy["frontDoor"] == "/state/svc-front-door"
+        assert web["settings"] == {"Greeting": "hi"}
+        # Secret settings cross to the provider as a Pulumi secret (its wire envelope).
+        assert web["secretSettings"]["value"] == {"ApiKey": "k-123456"}
+        assert web["secretSettings"][SECRET_SIGNATURE] == SECRET_VALUE
+        topology = json.loads(web["topology"])["roles"]
+        assert topology["Worker"]["instances"][0]["address"] == "10.9.0.30"
+        assert topology["Web"]["instances"][0]["endpoints"]["Work"]["port"] == 20000
+
+    return pulumi.Output.all(service.endpoints, service.instances).apply(check)
+
+
+@pulumi.runtime.test
+def test_a_service_without_input_endpoints_has_no_front_door(mocks: Mocks) -> Any:
+    spec = _spec([WORKER], [{"name": "Worker", "instances": 1}])
+    service = _service(spec, network="net", cidr="10.9.0.0/24")
+
+    def check(_: Any) -> None:
+        assert "svc-front-door" not in mocks.resources
+        _, worker = mocks.resources["svc-Worker"]
+        assert worker.get("frontDoor") is None and worker["network"] == "net"
+
+    return service.instances.apply(check)
+
+
+def test_web_roles_without_a_network_are_one_clear_error(mocks: Mocks) -> None:
+    spec = _spec([WEB], [{"name": "Web", "settings": {"Greeting": "hi", "ApiKey": "k"}}])
+    with pytest.raises(pulumi.RunError, match="give CloudService a network and its cidr"):
+        _service(spec)
