@@ -3,7 +3,9 @@ document declares, and with what (the e2e tests run the same component for real)
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,19 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 @pytest.fixture
-def mocks() -> Mocks:
+def mocks() -> Iterator[Mocks]:
+    # Pulumi's mocks run on the thread's event loop; a test that used asyncio.run before
+    # left none, so each test gets its own.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, preview=False)
-    return mocks
+    yield mocks
+    # Let what the component registered finish (a component that raised leaves some).
+    pending = asyncio.all_tasks(loop)
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def _spec(roles: list[dict[str, Any]], configured: list[dict[str, Any]]) -> ServiceSpec:
