@@ -20,11 +20,13 @@ report stops the rollout with the agent's reason), then for the role's probe if 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,6 +173,10 @@ class PackageRoleSpec(RoleSpec):
     def sha256(self) -> str:
         return self.package_sha256 or file_sha256(Path(self.package))
 
+    def package_volume_name(self) -> str:
+        """The package's medium on the host: one per package version, shared by instances."""
+        return f"{self.name}-pkg-{self.sha256()[:16]}.raw"
+
     def os_image_path(self) -> str:
         if not self.os_image or not self.os_image_sha256:
             raise FabricError(
@@ -267,7 +273,7 @@ class PackageRole:
         started = time.monotonic()
         try:
             layer = self.chain.upload_base(self.spec.os_image_path(), self._os_sha256())
-            package = self._package_volume()
+            package = self._package_volume
         except BaseException:
             self._remove_all([], [])
             raise
@@ -306,7 +312,7 @@ class PackageRole:
     def needs_rollout(self, deployment: PackageRoleDeployment) -> bool:
         top = self._os_layer_of(deployment)
         return not deployment.rollout_complete or any(
-            self._move(i, top, self._digest(i)) for i in deployment.instances
+            self._move(i, top) for i in deployment.instances
         )
 
     def change(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
@@ -324,26 +330,13 @@ class PackageRole:
             parts.append(f"os: {old.os_resolved} -> {spec.os_resolved}")
         if old.sha256() != self.sha256:
             parts.append(f"package: {self._package_changes(old)}")
-        changed = sorted(
-            name
-            for name in {*old.settings, *spec.settings}
-            if old.settings.get(name) != spec.settings.get(name)
-        )
-        secret = sorted(
-            name
-            for name in {*old.secret_settings, *spec.secret_settings}
-            if old.secret_settings.get(name) != spec.secret_settings.get(name)
-        )
+        changed = _changed(old.settings, spec.settings)
+        secret = _changed(old.secret_settings, spec.secret_settings)
         if changed or secret:
             shown = [*changed, *(f"{name} (secret, value masked)" for name in secret)]
             parts.append(f"settings changed: {', '.join(shown)}")
-        certificates = {c.name: c.thumbprint.lower() for c in spec.certificates}
-        before = {c.name: c.thumbprint.lower() for c in old.certificates}
-        if certificates != before:
-            moved = sorted(
-                n for n in {*certificates, *before} if certificates.get(n) != before.get(n)
-            )
-            parts.append(f"certificates changed: {', '.join(moved)}")
+        if certificates := _changed(_thumbprints(old), _thumbprints(spec)):
+            parts.append(f"certificates changed: {', '.join(certificates)}")
         if self.needs_rollout(deployment) or parts:
             moving = [(i.name, i.update_domain) for i in deployment.instances]
             waves = rollout_waves(moving, spec.upgrade_mode, spec.manual_update_domain)
@@ -366,12 +359,11 @@ class PackageRole:
         sha = self._os_sha256()
         return next((x for x in deployment.layers if x.image_sha256 == sha), None)
 
-    def _package_name(self) -> str:
-        return f"{self.spec.name}-pkg-{self.sha256[:16]}.raw"
-
+    @functools.cached_property
     def _package_volume(self) -> VolumeInfo:
-        """The package's medium on the host: uploaded once per package version."""
-        name = self._package_name()
+        """The package's medium on the host: uploaded once per package version (and looked
+        up once per operation, not once per instance)."""
+        name = self.spec.package_volume_name()
         existing = self.host.volume(self.spec.pool, name)
         if existing is not None:
             return existing
@@ -380,20 +372,20 @@ class PackageRole:
             raise FabricError(f"package {self.spec.package} changed while it was being deployed")
         return self.host.upload_bytes(self.spec.pool, name, package_medium(data))
 
-    def _digest(self, instance: Instance) -> str:
-        index = instance_index(instance.name)
-        return document_digest(self.spec.document(index, 0, self._package_size()))
+    def _document(self, instance: Instance) -> dict[str, Any]:
+        """The instance's document as it should be now (its generation aside)."""
+        return self.spec.document(instance_index(instance.name), 0, self._package_size)
 
+    @functools.cached_property
     def _package_size(self) -> int:
         return Path(self.spec.package).stat().st_size
 
-    def _move(self, instance: Instance, os_layer: Layer | None, digest: str) -> bool:
+    def _move(self, instance: Instance, os_layer: Layer | None) -> bool:
+        """Anything of the instance differs from the spec: OS, machine, package, document."""
         return (
-            os_layer is None
-            or instance.layer != os_layer.volume
-            or instance.settings != self.machine
+            self._reimages(instance, os_layer)
             or instance.package != self.sha256
-            or instance.configuration != digest
+            or instance.configuration != document_digest(self._document(instance))
         )
 
     def _reimages(self, instance: Instance, os_layer: Layer | None) -> bool:
@@ -407,18 +399,17 @@ class PackageRole:
     def _disrupts(self, instance: Instance, os_layer: Layer | None) -> bool:
         """A reimage, or a restart of the role (a new package or program); settings and
         topology apply in place and keep the instance serving."""
-        document = self.spec.document(instance_index(instance.name), 0, self._package_size())
         return (
             self._reimages(instance, os_layer)
             or instance.package != self.sha256
-            or instance.program != program_digest(document)
+            or instance.program != program_digest(self._document(instance))
         )
 
     def _attach(self, name: str, index: int) -> Attachments:
         """Package and configuration media of an instance that starts now."""
-        package = self._package_volume()
+        package = self._package_volume
         generation = time.time_ns() // 1_000_000
-        document = self.spec.document(index, generation, self._package_size())
+        document = self.spec.document(index, generation, self._package_size)
         config = self.host.upload_bytes(
             self.spec.pool, f"{name}-config-{generation}.raw", configuration_medium(document)
         )
@@ -467,7 +458,7 @@ class PackageRole:
             deployment.layers,
             self.spec.max_chain_depth,
         )
-        package = self._package_volume()
+        package = self._package_volume
         packages = sorted({*deployment.packages, package.name})
         uploading = round(time.monotonic() - started, 2)
         deployment = deployment.model_copy(
@@ -483,7 +474,7 @@ class PackageRole:
         try:
             progress = roll(
                 deployment.instances,
-                outdated=lambda i: self._move(i, layer, self._digest(i)),
+                outdated=lambda i: self._move(i, layer),
                 restart=restart,
                 gate=self.spec.gate(self.host),
                 mode=self.spec.upgrade_mode,
@@ -542,7 +533,7 @@ class PackageRole:
             return deployment
         needed = {v for i in deployment.instances for v in ancestry(deployment.layers, i.layer)}
         layers = self.chain.keep(deployment.layers, needed)
-        used = {self._package_name()}
+        used = {self.spec.package_volume_name()}
         for name in set(deployment.packages) - used:
             self.host.delete_volume(self.spec.pool, name)
         return deployment.model_copy(update={"layers": layers, "packages": sorted(used)})
@@ -550,7 +541,7 @@ class PackageRole:
     def _package_changes(self, old: PackageRoleSpec) -> str:
         """Files added, removed and changed against the package on the host."""
         new_manifest = read_package(self.spec.package).manifest
-        name = f"{old.name}-pkg-{old.sha256()[:16]}.raw"
+        name = old.package_volume_name()
         with tempfile.TemporaryDirectory(prefix="cs-package-") as work:
             previous = Path(work) / "previous.cspkg"
             try:
@@ -576,3 +567,12 @@ class PackageRole:
         for layer in reversed(layers):
             self.chain.delete(layer.volume)
         self.chain.delete(self.chain.layer_name(0, "vpc"))
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The keys whose value differs (added, removed or changed), sorted."""
+    return sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
+
+
+def _thumbprints(spec: PackageRoleSpec) -> dict[str, str]:
+    return {c.name: c.thumbprint.lower() for c in spec.certificates}

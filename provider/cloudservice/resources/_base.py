@@ -8,6 +8,7 @@ diff both read it (a role reads the model's update rules, `model.ROLE_RULES`).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from ..model import ChangeKind, Model, properties_of_kind
+from ..model import ChangeKind, Model, ModelError, lookup_vm_size, properties_of_kind
 from ..virt import Host
 
 Failures = list[tuple[str, str]]  # (property, reason)
@@ -121,6 +122,49 @@ class Resource(ABC, Generic[ArgsT, StateT]):
 
     @abstractmethod
     def delete(self, resource_id: str, state: StateT) -> None: ...
+
+
+class RoleResource(Resource[ArgsT, StateT]):
+    """What the role resources (VmRole, WebRole, WorkerRole) share: replacements from the
+    update rules, the VM size check, and an unfinished rollout counting as a change."""
+
+    # The input a stopped rollout is reported on, so that the next `up` carries it on.
+    unfinished_marker: ClassVar[str]
+
+    @classmethod
+    def replace_properties(cls) -> set[str]:
+        return role_replace_properties(cls.args_model)
+
+    def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
+        inputs, failures = super().check(inputs, unknown)
+        if "vmSize" in inputs and "vmSize" not in unknown:
+            try:
+                lookup_vm_size(str(inputs["vmSize"]))
+            except ModelError as exc:
+                failures.append(("vmSize", str(exc)))
+        return inputs, failures
+
+    def diff(
+        self,
+        old_state: dict[str, Any],
+        new_inputs: dict[str, Any],
+        unknown: set[str],
+        ignore: set[str],
+    ) -> Changes:
+        changes = super().diff(old_state, new_inputs, unknown, ignore)
+        # A rollout a health gate stopped is unfinished business, even with the same inputs.
+        if old_state.get("rolloutComplete") is False and not changes.fields:
+            changes.fields.append(FieldChange(self.unfinished_marker, replace=False))
+        return changes
+
+
+def local_file_problem(path: str) -> str | None:
+    """Why `path` cannot be read as the user's file, in their words; None when it can."""
+    if not os.path.isabs(path):
+        return f"{path} is not an absolute path"
+    if not os.path.isfile(path):
+        return f"{path} does not exist or is not a file"
+    return None
 
 
 M = TypeVar("M", bound=Model)

@@ -7,20 +7,17 @@ OS version resolved against the catalog), diff, and the lifecycle calls into the
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from .. import fabric
-from ..model import ModelError, lookup_vm_size, read_package
+from ..model import ModelError, read_package
 from ._base import (
-    Changes,
     Failures,
-    FieldChange,
     PartialFailure,
-    Resource,
+    RoleResource,
     combined,
+    local_file_problem,
     part,
-    role_replace_properties,
 )
 
 
@@ -38,10 +35,8 @@ class PackageRoleState(PackageRoleArgs, fabric.PackageRoleDeployment):
 def _check_package(path: Any) -> tuple[dict[str, Any], str | None]:
     if not isinstance(path, str):
         return {}, None
-    if not os.path.isabs(path):
-        return {}, f"{path} is not an absolute path"
-    if not os.path.isfile(path):
-        return {}, f"{path} does not exist or is not a file"
+    if problem := local_file_problem(path):
+        return {}, problem
     try:
         package = read_package(path)
     except ModelError as exc:
@@ -98,24 +93,16 @@ def _check_certificates(given: Any) -> Failures:
     return failures
 
 
-class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
+class PackageRoleResource(RoleResource[PackageRoleArgs, PackageRoleState]):
     args_model = PackageRoleArgs
     state_model = PackageRoleState
     delete_before_replace = True
-
-    @classmethod
-    def replace_properties(cls) -> set[str]:
-        return role_replace_properties(cls.args_model)
+    unfinished_marker = "packageSha256"
 
     # -- check / diff --------------------------------------------------------------------------
 
     def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         inputs, failures = super().check(inputs, unknown)
-        if "vmSize" in inputs and "vmSize" not in unknown:
-            try:
-                lookup_vm_size(str(inputs["vmSize"]))
-            except ModelError as exc:
-                failures.append(("vmSize", str(exc)))
         if "topology" in inputs and "topology" not in unknown:
             try:
                 json.loads(str(inputs["topology"]))
@@ -136,19 +123,6 @@ class PackageRoleResource(Resource[PackageRoleArgs, PackageRoleState]):
             if problem:
                 failures.append(("osVersion", problem))
         return {**inputs, **filled}, failures
-
-    def diff(
-        self,
-        old_state: dict[str, Any],
-        new_inputs: dict[str, Any],
-        unknown: set[str],
-        ignore: set[str],
-    ) -> Changes:
-        changes = super().diff(old_state, new_inputs, unknown, ignore)
-        # A rollout a health gate stopped is unfinished business, even with the same inputs.
-        if old_state.get("rolloutComplete") is False and not changes.fields:
-            changes.fields.append(FieldChange("packageSha256", replace=False))
-        return changes
 
     def preview_id(self, args: PackageRoleArgs) -> str:
         return args.name

@@ -7,25 +7,20 @@ change of each input is applied is the model's update rules (`model.ROLE_RULES`)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from .. import fabric, vhd
 from ..model import (
-    ModelError,
     change_kind,
-    lookup_vm_size,
 )
 from ._base import (
-    Changes,
     Failures,
-    FieldChange,
     PartialFailure,
-    Resource,
+    RoleResource,
     combined,
+    local_file_problem,
     part,
-    role_replace_properties,
 )
 
 
@@ -40,52 +35,29 @@ class VmRoleState(VmRoleArgs, fabric.VmRoleDeployment):
         return part(fabric.VmRoleDeployment, self)
 
 
-class VmRole(Resource[VmRoleArgs, VmRoleState]):
+class VmRole(RoleResource[VmRoleArgs, VmRoleState]):
     token = "cloudservice:index:VmRole"
     args_model = VmRoleArgs
     state_model = VmRoleState
     description = "A VM Role: a .vhd run as it is, on instances spread over update domains."
     delete_before_replace = True
-
-    @classmethod
-    def replace_properties(cls) -> set[str]:
-        return role_replace_properties(cls.args_model)
+    unfinished_marker = "imageSha256"
 
     # -- check / diff --------------------------------------------------------------------------
 
     def check(self, inputs: dict[str, Any], unknown: set[str]) -> tuple[dict[str, Any], Failures]:
         inputs, failures = super().check(inputs, unknown)
-        if "vmSize" in inputs and "vmSize" not in unknown:
-            try:
-                lookup_vm_size(str(inputs["vmSize"]))
-            except ModelError as exc:
-                failures.append(("vmSize", str(exc)))
         image = inputs.get("image")
         if not isinstance(image, str) or "image" in unknown:
             return inputs, failures
-        if not os.path.isabs(image):
-            return inputs, [*failures, ("image", f"{image} is not an absolute path")]
-        if not os.path.isfile(image):
-            return inputs, [*failures, ("image", f"{image} does not exist or is not a file")]
+        if problem := local_file_problem(image):
+            return inputs, [*failures, ("image", problem)]
         try:
             with vhd.open_image(image, format="vhd", resolve_parent=False) as opened:
                 opened.info()
         except vhd.VhdError as exc:
             return inputs, [*failures, ("image", str(exc))]
         return {**inputs, "imageSha256": fabric.file_sha256(Path(image))}, failures
-
-    def diff(
-        self,
-        old_state: dict[str, Any],
-        new_inputs: dict[str, Any],
-        unknown: set[str],
-        ignore: set[str],
-    ) -> Changes:
-        changes = super().diff(old_state, new_inputs, unknown, ignore)
-        # A rollout a health gate stopped is unfinished business, even with the same inputs.
-        if old_state.get("rolloutComplete") is False and not changes.fields:
-            changes.fields.append(FieldChange("imageSha256", replace=False))
-        return changes
 
     def preview_id(self, args: VmRoleArgs) -> str:
         return args.name
