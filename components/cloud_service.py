@@ -55,7 +55,7 @@ def _endpoints(role: RoleDefinition) -> list[EndpointArgs]:
         EndpointArgs(
             name=endpoint.name,
             protocol="http" if endpoint.protocol in ("http", "https") else "tcp",
-            port=endpoint.local_port or endpoint.port,
+            port=endpoint.effective_local_port,
         )
         for endpoint in role.input_endpoints
     ]
@@ -72,7 +72,7 @@ def _probe(definition: ServiceDefinition, role: RoleDefinition) -> ProbeArgs | N
     return ProbeArgs(
         protocol=probe.protocol,
         path=probe.path or "/",
-        port=probe.port or endpoint.local_port or endpoint.port,
+        port=probe.port or endpoint.effective_local_port,
         # Azure's timeoutInSeconds is how long a silent instance stays in rotation; one probe
         # must simply answer within the interval.
         interval_seconds=probe.interval_in_seconds,
@@ -113,7 +113,10 @@ def _package_file(role: str, source: Path) -> str:
         return str(source)
     PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
     staging = PACKAGE_CACHE / f".{role}-{os.getpid()}.cspkg"
-    built = build_package(source, staging)
+    try:
+        built = build_package(source, staging)
+    except ModelError as exc:  # an unsafe name, a link out of the directory, too big...
+        raise pulumi.RunError(f"role {role}: cannot package {source}: {exc}") from None
     final = PACKAGE_CACHE / f"{role}-{built.digest[:16]}.cspkg"
     os.replace(staging, final)
     return str(final)

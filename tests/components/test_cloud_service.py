@@ -150,3 +150,13 @@ def test_web_roles_without_a_network_are_one_clear_error(mocks: Mocks) -> None:
     spec = _spec([WEB], [{"name": "Web", "settings": {"Greeting": "hi", "ApiKey": "k"}}])
     with pytest.raises(pulumi.RunError, match="give CloudService a network and its cidr"):
         _service(spec)
+
+
+def test_a_role_directory_that_cannot_be_packaged_is_one_clear_error(
+    mocks: Mocks, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / "escape").symlink_to("/etc/passwd")  # a link out of the role's directory
+    spec = _spec([WORKER], [{"name": "Worker", "instances": 1}])
+    with pytest.raises(pulumi.RunError, match=f"role Worker: cannot package {tmp_path}: "):
+        _service(spec, network="net", cidr="10.9.0.0/24", packages={"Worker": str(tmp_path)})
