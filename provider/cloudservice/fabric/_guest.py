@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from .. import cancel
 from ..model import Model
 from ..virt import Host
 from ._instances import Instance
@@ -110,6 +111,7 @@ class AgentGate:
         deadline = time.monotonic() + self.deadline_seconds
         status: AgentStatus | None = None
         while time.monotonic() < deadline:
+            cancel.checkpoint()
             status = read_status(self.host, instance.name, attempts=1)
             if status is None or status.package != self.package:
                 continue

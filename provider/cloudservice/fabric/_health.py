@@ -10,6 +10,7 @@ from typing import Literal
 import requests
 from pydantic import Field
 
+from .. import cancel
 from ..model import Model
 
 
@@ -48,6 +49,7 @@ def wait_healthy(host: str, port: int, probe: Probe, deadline_seconds: float) ->
     """Probe until healthy or the deadline passes; returns the last answer either way."""
     deadline = time.monotonic() + deadline_seconds
     while True:
+        cancel.checkpoint()
         answer = probe_once(host, port, probe)
         if answer.healthy or time.monotonic() + probe.interval_seconds > deadline:
             return answer

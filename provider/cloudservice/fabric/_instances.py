@@ -221,7 +221,6 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
     disk = template.disk
     overlay = host.create_overlay(template.pool, f"{name}.qcow2", disk, disk.capacity)
     size = lookup_vm_size(template.vm_size)
-    domain = update_domain_of(index, template.update_domain_count)
     attachments = template.attach(name, index)
     forwards: tuple[PortForward, ...] = ()
     interfaces: tuple[NetworkInterface, ...] = ()
@@ -237,25 +236,9 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
         host.reserve_address(network.name, mac, address, name)
         ports = {endpoint.name: endpoint.port for endpoint in template.endpoints}
         interfaces = (NetworkInterface(network=network.name, mac=mac),)
-    host.define_domain(
-        DomainSpec(
-            name=name,
-            domain_type=detect_accelerator().domain_type,
-            vcpus=size.vcpus,
-            memory_mib=size.memory_mib,
-            disk_path=overlay.path,
-            serial_log=f"{SERIAL_LOG_DIR}/{name}-serial.log",
-            forwards=forwards,
-            interfaces=interfaces,
-            disks=attachments.disks,
-            channels=attachments.channels,
-            metadata={"role": template.role, "updateDomain": str(domain), "layer": disk.name},
-        )
-    )
-    host.start_domain(name)
-    return Instance(
+    instance = Instance(
         name=name,
-        update_domain=domain,
+        update_domain=update_domain_of(index, template.update_domain_count),
         host=host.label,
         address=address,
         ports=ports,
@@ -268,6 +251,61 @@ def start_instance(host: Host, template: InstanceTemplate, index: int) -> Instan
         program=attachments.program,
         generation=attachments.generation,
     )
+    host.define_domain(
+        DomainSpec(
+            name=name,
+            domain_type=detect_accelerator().domain_type,
+            vcpus=size.vcpus,
+            memory_mib=size.memory_mib,
+            disk_path=overlay.path,
+            serial_log=f"{SERIAL_LOG_DIR}/{name}-serial.log",
+            forwards=forwards,
+            interfaces=interfaces,
+            disks=attachments.disks,
+            channels=attachments.channels,
+            metadata=_metadata(template.role, instance),
+        )
+    )
+    host.start_domain(name)
+    return instance
+
+
+def _metadata(role: str, instance: Instance) -> dict[str, str]:
+    """What the domain carries of its instance: the record a later run reads back."""
+    return {
+        "role": role,
+        "updateDomain": str(instance.update_domain),
+        "layer": instance.layer,
+        "record": instance.model_dump_json(),
+    }
+
+
+def record_instance(host: Host, role: str, instance: Instance) -> None:
+    """Write the instance's record (new media, a passed gate) into its domain's metadata."""
+    host.set_domain_metadata(instance.name, _metadata(role, instance))
+
+
+def observed_instances(
+    host: Host, pool: str, role: str, layers: Iterable[str], recorded: Sequence[Instance]
+) -> list[Instance]:
+    """The role's instances as the host runs them, read back from their domains' records: an
+    interrupted run's starts and reimages included. A record Pulumi holds for the same start
+    is kept (it has what the gates saw); a domain that is not running, or that runs on
+    another role's disks, is not an instance of the role."""
+    ours, known = set(layers), {(i.name, i.started_at): i for i in recorded}
+    pattern = re.compile(rf"^{re.escape(role)}-\d+$")
+    instances = []
+    for name in host.domain_names(f"{role}-"):
+        domain = host.domain(name)
+        if not pattern.match(name) or domain is None or not domain.running:
+            continue
+        if domain.metadata.get("layer") not in ours or "record" not in domain.metadata:
+            continue
+        if host.volume(pool, f"{name}.qcow2") is None:
+            continue
+        found = Instance.model_validate_json(domain.metadata["record"])
+        instances.append(known.get((found.name, found.started_at), found))
+    return sorted_instances(instances)
 
 
 def drop_instance(host: Host, pool: str, name: str, network: ServiceNetwork | None = None) -> None:

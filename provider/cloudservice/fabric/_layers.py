@@ -4,9 +4,12 @@
     <role>-l1.qcow2 ...      one layer per later release: only the clusters that changed,
                              backed by the layer below (qemu misreads differencing VHDs)
 
-Each layer's block manifest (`<layer>.manifest.json`, also cached locally) lets the next
-release be diffed without fetching the image back. Past a depth limit a release is uploaded
-whole as a new base (the chain is coalesced).
+Each layer's record (`<layer>.manifest.json`: the layer as uploaded, with its block manifest)
+is written after the layer's bytes, so a layer with a record is complete: a later run (after an
+interruption) adopts it, once the digest of its bytes matches the record, and deletes a layer
+without one. The record, cached locally, lets the next release be diffed without fetching the
+image back; a cached copy is used only when it describes the host's layer. Past a depth limit a
+release is uploaded whole as a new base (the chain is coalesced).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -24,7 +28,7 @@ from pydantic import model_validator
 
 from .. import vhd
 from ..model import Model
-from ..virt import Host, VolumeInfo, VolumeSpec
+from ..virt import Host, ObjectNotFound, VolumeInfo, VolumeSpec
 
 _HASH_CHUNK = 1 << 20
 
@@ -47,6 +51,7 @@ class Layer(Model):
     virtual_size: int
     uploaded_bytes: int
     blocks_changed: int
+    uploaded_sha256: str | None = None  # of the bytes as uploaded: how an adopted one is checked
 
     def disk(self, pool: str) -> VolumeInfo:
         """The layer as the read-only disk instances' overlays back onto."""
@@ -68,6 +73,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _Digest:
+    """A sink that only hashes: what a volume's bytes digest to, fetched from the host."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return len(data)
+
+
 def ancestry(layers: Sequence[Layer], volume: str) -> list[str]:
     """`volume` and the layers it reads through, down to its base."""
     by_volume = {layer.volume: layer for layer in layers}
@@ -77,6 +93,11 @@ def ancestry(layers: Sequence[Layer], volume: str) -> list[str]:
         chain.append(current)
         current = by_volume[current].backing
     return chain
+
+
+def needed_by(layers: Sequence[Layer], tops: Iterable[str]) -> set[str]:
+    """The layers that `tops` (a release's layer, instances' layers) read through."""
+    return {volume for top in tops for volume in ancestry(layers, top)}
 
 
 def _manifest_volume(layer_volume: str) -> str:
@@ -90,9 +111,36 @@ def _cache_dir() -> Path:
     return path
 
 
+def _cached(layer: Layer) -> Path:
+    return _cache_dir() / f"{layer.image_sha256}.json"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Whole or not at all: a reader never sees a half-written cache entry."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(data)
+    os.replace(f.name, path)
+
+
+def _index(volume: str) -> int:
+    return int(volume.rsplit("-l", 1)[1].split(".")[0])
+
+
 def _next_index(layers: Sequence[Layer]) -> int:
-    indexes = [int(layer.volume.rsplit("-l", 1)[1].split(".")[0]) for layer in layers]
-    return max(indexes, default=-1) + 1
+    return max((_index(layer.volume) for layer in layers), default=-1) + 1
+
+
+def _record(layer: Layer, manifest: vhd.BlockManifest) -> bytes:
+    return json.dumps({"layer": layer.wire(), "manifest": manifest.to_json()}).encode()
+
+
+def _describes(document: bytes, layer: Layer) -> bool:
+    """Whether a record is the record of `layer` (the same upload of the same image)."""
+    try:
+        recorded = Layer.model_validate(json.loads(document)["layer"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return recorded == layer
 
 
 @contextmanager
@@ -114,9 +162,66 @@ class ImageChain:
 
     def __init__(self, host: Host, pool: str, role: str) -> None:
         self.host, self.pool, self.role = host, pool, role
+        self._pattern = re.compile(rf"^{re.escape(role)}-l\d+\.(vhd|qcow2)$")
 
     def layer_name(self, index: int, fmt: str) -> str:
         return f"{self.role}-l{index}.{'vhd' if fmt == 'vpc' else 'qcow2'}"
+
+    def on_host(self) -> tuple[list[Layer], list[str]]:
+        """The role's complete layers on the host, read from their records (base first), and
+        the volumes an interrupted upload left: layers without a record, records without a
+        layer."""
+        names = set(self.host.volume_names(self.pool))
+        complete, partial = [], []
+        for volume in sorted(n for n in names if self._pattern.match(n)):
+            layer = self._recorded(volume) if _manifest_volume(volume) in names else None
+            if layer is None:
+                partial.append(volume)
+            else:
+                complete.append(layer)
+        volumes = {layer.volume for layer in complete}
+        partial += [
+            name
+            for name in names
+            if name.endswith(".manifest.json")
+            and self._pattern.match(name.removesuffix(".manifest.json"))
+            and name.removesuffix(".manifest.json") not in volumes
+            and name.removesuffix(".manifest.json") not in partial
+        ]
+        return sorted(complete, key=lambda layer: _index(layer.volume)), sorted(partial)
+
+    def reconcile(self, layers: Sequence[Layer], repair: bool) -> list[Layer]:
+        """The chain as the host holds it, base first: each complete layer as its record on the
+        host says (recorded or not: an interrupted run's upload included). With `repair` (an
+        update, not a refresh), leftovers that cannot be trusted are deleted: partial uploads,
+        and unrecorded layers whose bytes do not match their record."""
+        found, partial = self.on_host()
+        recorded = {layer.volume for layer in layers}
+        chain = []
+        for layer in found:
+            if repair and layer.volume not in recorded and not self._intact(layer):
+                partial.append(layer.volume)
+            else:
+                chain.append(layer)
+        if repair:
+            for volume in partial:
+                self.delete(volume.removesuffix(".manifest.json"))
+        return chain
+
+    def _recorded(self, volume: str) -> Layer | None:
+        try:
+            document = self.host.download_bytes(self.pool, _manifest_volume(volume))
+            return Layer.model_validate(json.loads(document)["layer"])
+        except (ValueError, KeyError, TypeError):
+            return None  # unreadable: not a record this provider wrote whole
+
+    def _intact(self, layer: Layer) -> bool:
+        """The layer's bytes on the host are the bytes its record says were uploaded."""
+        if layer.uploaded_sha256 is None:
+            return False
+        digest = _Digest()
+        self.host.download_volume(self.pool, layer.volume, digest)
+        return digest.sha256.hexdigest() == layer.uploaded_sha256
 
     def release(
         self, image: str, sha: str, layers: Sequence[Layer], max_depth: int
@@ -126,10 +231,13 @@ class ImageChain:
         if known is not None:
             # Already on the host: a stopped rollout carrying on, or a rollback.
             return known, list(layers)
-        if not layers or len(ancestry(layers, layers[-1].volume)) >= max_depth:
+        manifest = None
+        if layers and len(ancestry(layers, layers[-1].volume)) < max_depth:
+            manifest = self._load_manifest(layers[-1])
+        if manifest is None:  # a new chain, a coalesce, or no record to diff against
             layer = self.upload_base(image, sha, index=_next_index(layers))
         else:
-            layer = self._upload_layer(image, sha, layers)
+            layer = self._upload_layer(image, sha, layers[-1], manifest, _next_index(layers))
         return layer, [*layers, layer]
 
     def upload_base(self, image: str, sha: str, index: int = 0) -> Layer:
@@ -144,11 +252,8 @@ class ImageChain:
             manifest = vhd.make_manifest(opened)
         volume = self.layer_name(index, "vpc")
         size = Path(image).stat().st_size
-        uploaded = self.host.upload_volume(
-            self.pool, VolumeSpec(name=volume, capacity=size, format="vpc"), Path(image)
-        )
-        self._store_manifest(volume, manifest, sha)
-        return Layer(
+        uploaded = self._upload(volume, VolumeSpec(name=volume, capacity=size, format="vpc"), image)
+        layer = Layer(
             volume=volume,
             format="vpc",
             path=uploaded.path,
@@ -157,13 +262,16 @@ class ImageChain:
             virtual_size=info.virtual_size,
             uploaded_bytes=size,
             blocks_changed=manifest.block_count,
+            uploaded_sha256=sha,  # a whole image goes up as it is
         )
+        self._store_record(layer, manifest)
+        return layer
 
-    def _upload_layer(self, image: str, sha: str, layers: Sequence[Layer]) -> Layer:
-        """Diff the release against the newest layer's manifest and upload only what changed."""
-        top = layers[-1]
-        manifest = self._load_manifest(top)
-        volume = self.layer_name(_next_index(layers), "qcow2")
+    def _upload_layer(
+        self, image: str, sha: str, top: Layer, manifest: vhd.BlockManifest, index: int
+    ) -> Layer:
+        """Diff the release against the top layer's manifest and upload only what changed."""
+        volume = self.layer_name(index, "qcow2")
         with _open_release(image, top) as opened, tempfile.TemporaryDirectory() as work:
             overlay = Path(work) / volume
             result = vhd.qcow2_overlay_from_manifest(
@@ -171,13 +279,10 @@ class ImageChain:
             )
             new_manifest = vhd.make_manifest(opened)
             unique_id = opened.info().unique_id
-            uploaded = self.host.upload_volume(
-                self.pool,
-                VolumeSpec(name=volume, capacity=manifest.virtual_size, format="qcow2"),
-                overlay,
-            )
-        self._store_manifest(volume, new_manifest, sha)
-        return Layer(
+            spec = VolumeSpec(name=volume, capacity=manifest.virtual_size, format="qcow2")
+            uploaded = self._upload(volume, spec, str(overlay))
+            uploaded_sha256 = file_sha256(overlay)
+        layer = Layer(
             volume=volume,
             format="qcow2",
             backing=top.volume,
@@ -187,7 +292,15 @@ class ImageChain:
             virtual_size=manifest.virtual_size,
             uploaded_bytes=result.file_size,
             blocks_changed=result.blocks_changed,
+            uploaded_sha256=uploaded_sha256,
         )
+        self._store_record(layer, new_manifest)
+        return layer
+
+    def _upload(self, volume: str, spec: VolumeSpec, source: str) -> VolumeInfo:
+        """Upload a layer's bytes; a leftover of that name (no record: incomplete) goes first."""
+        self.delete(volume)
+        return self.host.upload_volume(self.pool, spec, Path(source))
 
     def preview(self, image: str, sha: str, layers: Sequence[Layer]) -> str:
         """Blocks changed and bytes to upload, computed as the release would, uploading nothing."""
@@ -195,6 +308,8 @@ class ImageChain:
             return "image already on the host: 0 bytes to upload"
         top = layers[-1]
         manifest = self._load_manifest(top)
+        if manifest is None:
+            return f"image: no record of {top.volume} to diff against: uploaded whole"
         with _open_release(image, top) as opened, tempfile.TemporaryDirectory() as work:
             result = vhd.qcow2_overlay_from_manifest(
                 manifest, opened, Path(work) / "preview.qcow2", backing_file=top.path
@@ -212,24 +327,37 @@ class ImageChain:
         return [layer for layer in layers if layer.volume in needed]
 
     def delete(self, volume: str) -> None:
-        self.host.delete_volume(self.pool, volume)
+        """Delete a layer, its record first: a layer without a record is never trusted."""
         self.host.delete_volume(self.pool, _manifest_volume(volume))
+        self.host.delete_volume(self.pool, volume)
+
+    def forget(self, layers: Sequence[Layer]) -> None:
+        """Drop the local cache's records of these layers (the role is gone)."""
+        for layer in layers:
+            cached = _cached(layer)
+            if cached.exists() and _describes(cached.read_bytes(), layer):
+                cached.unlink()
 
     def present(self, layers: Sequence[Layer]) -> list[Layer]:
         return [layer for layer in layers if self.host.volume(self.pool, layer.volume)]
 
-    def _store_manifest(self, volume: str, manifest: vhd.BlockManifest, sha: str) -> None:
-        """Keep the manifest on the host (the source of truth) and in the local cache."""
-        text = json.dumps(manifest.to_json()).encode()
-        cached = _cache_dir() / f"{sha}.json"
-        cached.write_bytes(text)
-        name = _manifest_volume(volume)
-        self.host.delete_volume(self.pool, name)
-        self.host.upload_volume(self.pool, VolumeSpec(name=name, capacity=len(text)), cached)
+    def _store_record(self, layer: Layer, manifest: vhd.BlockManifest) -> None:
+        """The layer's record, on the host (the truth, written last) and in the local cache."""
+        document = _record(layer, manifest)
+        self.host.upload_bytes(self.pool, _manifest_volume(layer.volume), document)
+        _write_atomically(_cached(layer), document)
 
-    def _load_manifest(self, layer: Layer) -> vhd.BlockManifest:
-        cached = _cache_dir() / f"{layer.image_sha256}.json"
-        if not cached.exists():
-            with open(cached, "wb") as sink:
-                self.host.download_volume(self.pool, _manifest_volume(layer.volume), sink)
-        return vhd.BlockManifest.load(str(cached))
+    def _load_manifest(self, layer: Layer) -> vhd.BlockManifest | None:
+        """The layer's block manifest: the cached record when it is this layer's, else the
+        host's (cached again); None when neither describes it (never a wrong diff)."""
+        cached = _cached(layer)
+        document = cached.read_bytes() if cached.exists() else b""
+        if not _describes(document, layer):
+            try:
+                document = self.host.download_bytes(self.pool, _manifest_volume(layer.volume))
+            except ObjectNotFound:
+                return None
+            if not _describes(document, layer):
+                return None
+            _write_atomically(cached, document)
+        return vhd.BlockManifest.from_json(json.loads(document)["manifest"])

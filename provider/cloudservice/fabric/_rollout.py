@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .. import cancel
 from ..model import UpgradeMode
+from ..virt import Host
 from ._health import Probe, wait_healthy
-from ._instances import Endpoint, Instance, instance_index, sorted_instances
+from ._instances import Endpoint, Instance, instance_index, record_instance, sorted_instances
 from ._placement import rollout_waves
 from ._rotation import NO_ROTATION, Rotation
 from .errors import GateFailed, RolloutStopped
@@ -64,6 +66,22 @@ class HealthGate:
         return healthy
 
 
+@dataclass(frozen=True)
+class RecordedGate:
+    """A gate whose passes are written into the instances' domains: a later run (after an
+    interruption) knows which instances were confirmed healthy, and which never were."""
+
+    gate: Gate
+    host: Host
+    role: str
+
+    def wait(self, instances: Sequence[Instance]) -> list[Instance]:
+        healthy = self.gate.wait(instances)
+        for instance in healthy:
+            record_instance(self.host, self.role, instance)
+        return healthy
+
+
 @dataclass
 class Progress:
     """Where a rollout got to: every instance as it is now, and the update domains moved."""
@@ -94,26 +112,27 @@ def roll(
         [(i.name, i.update_domain) for i in instances if outdated(i)], mode, manual_limit
     )
     progress = Progress(sorted_instances(current.values()))
-    for wave in waves:
-        leaving = rotation.leave([current[n] for n in wave.instances if disrupts(current[n])])
-        current.update({i.name: i for i in leaving})
-        # A restarted instance keeps its place in (or out of) the rotation.
-        moved = [
-            restart(current[name]).model_copy(update={"rotation": current[name].rotation})
-            for name in wave.instances
-        ]
-        current.update({i.name: i for i in moved})
-        progress.update_domains.extend(wave.update_domains)
-        try:
+    try:
+        for wave in waves:
+            cancel.checkpoint()  # between waves: every instance is old, or new and gated
+            leaving = rotation.leave([current[n] for n in wave.instances if disrupts(current[n])])
+            current.update({i.name: i for i in leaving})
+            # A restarted instance keeps its place in (or out of) the rotation.
+            moved = [
+                restart(current[name]).model_copy(update={"rotation": current[name].rotation})
+                for name in wave.instances
+            ]
+            current.update({i.name: i for i in moved})
+            progress.update_domains.extend(wave.update_domains)
             healthy = gate.wait(moved)
             current.update({i.name: i for i in healthy})
             left = {i.name for i in leaving}
             current.update(
                 {i.name: i for i in rotation.join([i for i in healthy if i.name in left])}
             )
-        except GateFailed as exc:
-            progress.instances, progress.complete = sorted_instances(current.values()), False
-            raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc
+    except (GateFailed, cancel.Cancelled) as exc:
+        progress.instances, progress.complete = sorted_instances(current.values()), False
+        raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc
     progress.instances = sorted_instances(current.values())
     progress.complete = not any(outdated(i) for i in progress.instances)
     return progress
@@ -138,9 +157,13 @@ def scale(
     rotation.leave(dropped)
     for instance in dropped:
         drop(instance)
-    started = [start(index) for index in range(count) if index not in kept]
+    started: list[Instance] = []
     try:
+        for index in range(count):
+            if index not in kept:
+                cancel.checkpoint()
+                started.append(start(index))
         healthy = rotation.join(gate.wait(started))
-    except GateFailed as exc:
+    except (GateFailed, cancel.Cancelled) as exc:
         raise RolloutStopped(str(exc), sorted_instances([*kept.values(), *started])) from exc
     return sorted_instances([*kept.values(), *healthy]), bool(started or dropped)

@@ -51,15 +51,14 @@ from ._instances import (
     RoleSpec,
     ServiceNetwork,
     drop_instance,
-    instance_alive,
     instance_index,
-    instance_name,
     instance_names_on_host,
+    observed_instances,
     start_instance,
 )
-from ._layers import ImageChain, Layer, ancestry, file_sha256
+from ._layers import ImageChain, Layer, file_sha256, needed_by
 from ._placement import rollout_waves
-from ._rollout import HealthGate, Progress, roll, scale
+from ._rollout import HealthGate, Progress, RecordedGate, roll, scale
 from ._rotation import Rotation, leaving_in_turn
 from .errors import FabricError, RolloutStopped
 
@@ -264,48 +263,65 @@ class PackageRole:
         self.rotation = Rotation(spec.front_door)
         self.sha256 = spec.sha256()
         self.machine = spec.machine_digest()
+        self._package_pattern = re.compile(rf"^{re.escape(spec.name)}-pkg-[0-9a-f]+\.raw$")
 
     # -- deploy / observe / remove -------------------------------------------------------------
 
     def deploy(self) -> PackageRoleDeployment:
-        """First deploy: OS image and package to the host, then the instances behind gates.
-        A failure before any instance runs leaves nothing behind."""
-        started = time.monotonic()
-        try:
-            layer = self.chain.upload_base(self.spec.os_image_path(), self._os_sha256())
-            package = self._package_volume
-        except BaseException:
-            self._remove_all([], [])
-            raise
-        deployment = PackageRoleDeployment(
-            layers=[layer],
-            packages=[package.name],
+        """First deploy: OS image and package to the host, then the instances behind gates
+        (what an interrupted first deploy left is adopted or replaced). A failure before any
+        instance runs leaves nothing behind."""
+        nothing = PackageRoleDeployment(
+            layers=[],
+            packages=[],
             instances=[],
             rollout_complete=True,
             update_domains_upgraded=[],
-            last_upload_bytes=self.host.bytes_uploaded,
-            last_upload_seconds=round(time.monotonic() - started, 2),
+            last_upload_bytes=0,
             summary="",
         )
         try:
-            return self._scale(deployment)
+            return self.change(nothing)
         except RolloutStopped:
             raise
         except BaseException:
-            self._remove_all([], [])
+            self.remove(nothing)
             raise
 
-    def observe(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
+    def observe(
+        self, deployment: PackageRoleDeployment, repair: bool = False
+    ) -> PackageRoleDeployment:
+        """The deployment as the host has it, read back from its records (an interrupted run's
+        starts and uploads included); with `repair`, half-done leftovers are deleted."""
         pool = self.spec.pool
-        instances = [i for i in deployment.instances if instance_alive(self.host, pool, i)]
-        layers = self.chain.present(deployment.layers)
-        packages = [p for p in deployment.packages if self.host.volume(pool, p) is not None]
-        return deployment.model_copy(
+        layers = self.chain.reconcile(deployment.layers, repair)
+        instances = observed_instances(
+            self.host,
+            pool,
+            self.spec.name,
+            [layer.volume for layer in layers],
+            deployment.instances,
+        )
+        packages = [p for p in self.host.volume_names(pool) if self._package_pattern.match(p)]
+        live = deployment.model_copy(
             update={"instances": instances, "layers": layers, "packages": packages}
         )
+        return live.model_copy(update={"rollout_complete": not self.needs_rollout(live)})
 
     def remove(self, deployment: PackageRoleDeployment) -> None:
-        self._remove_all(deployment.instances, deployment.layers)
+        """Delete the role's instances, packages and OS layers, recorded or left over."""
+        pool, prefix = self.spec.pool, self.spec.name
+        found, partial = self.chain.on_host()
+        layers = {layer.volume for layer in [*deployment.layers, *found]}
+        recorded = [i.name for i in deployment.instances]
+        for name in instance_names_on_host(self.host, pool, prefix, recorded, layers):
+            drop_instance(self.host, pool, name, self.network)
+        for volume in self.host.volume_names(pool):
+            if self._package_pattern.match(volume):
+                self.host.delete_volume(pool, volume)
+        for volume in sorted(layers | set(partial), reverse=True):
+            self.chain.delete(volume.removesuffix(".manifest.json"))
+        self.chain.forget([*deployment.layers, *found])
 
     # -- change --------------------------------------------------------------------------------
 
@@ -316,8 +332,9 @@ class PackageRole:
         )
 
     def change(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
-        """Bring the instances to the spec (OS, machine, package, configuration), update
-        domain by update domain, then scale to the instance count."""
+        """Bring the instances, as the host has them, to the spec (OS, machine, package,
+        configuration), update domain by update domain, then scale to the instance count."""
+        deployment = self.observe(deployment, repair=True)
         if self.needs_rollout(deployment) or not self._os_layer_of(deployment):
             deployment = self._rollout(deployment)
         deployment = self._scale(deployment)
@@ -381,9 +398,11 @@ class PackageRole:
         return Path(self.spec.package).stat().st_size
 
     def _move(self, instance: Instance, os_layer: Layer | None) -> bool:
-        """Anything of the instance differs from the spec: OS, machine, package, document."""
+        """Anything of the instance differs from the spec (OS, machine, package, document),
+        or its last change was never confirmed healthy."""
         return (
-            self._reimages(instance, os_layer)
+            instance.healthy_after_seconds is None
+            or self._reimages(instance, os_layer)
             or instance.package != self.sha256
             or instance.configuration != document_digest(self._document(instance))
         )
@@ -445,6 +464,9 @@ class PackageRole:
             }
         )
 
+    def _gate(self) -> RecordedGate:
+        return RecordedGate(self.spec.gate(self.host), self.host, self.spec.name)
+
     def _template(self, layer: Layer) -> InstanceTemplate:
         spec = self.spec
         disk = layer.disk(spec.pool)
@@ -476,7 +498,7 @@ class PackageRole:
                 deployment.instances,
                 outdated=lambda i: self._move(i, layer),
                 restart=restart,
-                gate=self.spec.gate(self.host),
+                gate=self._gate(),
                 mode=self.spec.upgrade_mode,
                 manual_limit=self.spec.manual_update_domain,
                 rotation=self.rotation,
@@ -515,7 +537,7 @@ class PackageRole:
                 self.spec.instance_count,
                 start=lambda index: start_instance(self.host, template, index),
                 drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
-                gate=self.spec.gate(self.host),
+                gate=self._gate(),
                 rotation=self.rotation,
             )
         except RolloutStopped as stopped:
@@ -531,8 +553,9 @@ class PackageRole:
         """Once every instance has moved: drop OS layers and packages no instance uses."""
         if not deployment.rollout_complete:
             return deployment
-        needed = {v for i in deployment.instances for v in ancestry(deployment.layers, i.layer)}
-        layers = self.chain.keep(deployment.layers, needed)
+        current = self._os_layer_of(deployment)
+        tops = [i.layer for i in deployment.instances] + ([current.volume] if current else [])
+        layers = self.chain.keep(deployment.layers, needed_by(deployment.layers, tops))
         used = {self.spec.package_volume_name()}
         for name in set(deployment.packages) - used:
             self.host.delete_volume(self.spec.pool, name)
@@ -552,21 +575,6 @@ class PackageRole:
             except (HypervisorError, ModelError, OSError):  # gone: say what is known
                 return f"{old.sha256()[:12]} -> {self.sha256[:12]}"
         return diff_packages(old_manifest, new_manifest).summary()
-
-    def _remove_all(self, instances: list[Instance], layers: list[Layer]) -> None:
-        pool, prefix = self.spec.pool, self.spec.name
-        # A failed first deploy may have started instances it never recorded.
-        names = [i.name for i in instances]
-        names += [instance_name(prefix, index) for index in range(self.spec.instance_count)]
-        ours = [layer.volume for layer in layers] + [self.chain.layer_name(0, "vpc")]
-        for name in instance_names_on_host(self.host, pool, prefix, names, ours):
-            drop_instance(self.host, pool, name, self.network)
-        for volume in self.host.volume_names(pool):
-            if volume.startswith(f"{prefix}-pkg-"):
-                self.host.delete_volume(pool, volume)
-        for layer in reversed(layers):
-            self.chain.delete(layer.volume)
-        self.chain.delete(self.chain.layer_name(0, "vpc"))
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -24,15 +24,14 @@ from ._instances import (
     InstanceTemplate,
     RoleSpec,
     drop_instance,
-    instance_alive,
     instance_index,
-    instance_name,
     instance_names_on_host,
+    observed_instances,
     start_instance,
 )
-from ._layers import ImageChain, Layer, ancestry, file_sha256
+from ._layers import ImageChain, Layer, file_sha256, needed_by
 from ._placement import rollout_waves
-from ._rollout import HealthGate, Progress, roll, scale
+from ._rollout import HealthGate, Progress, RecordedGate, roll, scale
 from ._rotation import Rotation, leaving_in_turn
 from .errors import RolloutStopped
 
@@ -98,60 +97,68 @@ class VmRole:
     # -- deploy / observe / remove -------------------------------------------------------------
 
     def deploy(self) -> VmRoleDeployment:
-        """First deploy: upload the image, start the instances behind their gates. A failure
-        before any instance runs leaves nothing behind."""
-        try:
-            layer = self.chain.upload_base(self.spec.image, self.sha256)
-        except BaseException:
-            self._remove_first_deploy()
-            raise
-        deployment = VmRoleDeployment(
-            layers=[layer],
+        """First deploy: the image to the host, the instances behind their gates (what an
+        interrupted first deploy left is adopted or replaced). A failure before any instance
+        runs leaves nothing behind."""
+        nothing = VmRoleDeployment(
+            layers=[],
             instances=[],
             rollout_complete=True,
             update_domains_upgraded=[],
-            last_upload_bytes=self.host.bytes_uploaded,
+            last_upload_bytes=0,
             summary="",
         )
         try:
-            return self._scale(deployment)
+            return self.change(nothing, ChangeKind.ROLLING_UPGRADE)
         except RolloutStopped:
             raise  # the role exists, some instance is unhealthy: the caller records it
         except BaseException:
-            self._remove_first_deploy()
+            self.remove(nothing)
             raise
 
-    def observe(self, deployment: VmRoleDeployment) -> VmRoleDeployment:
-        """The deployment as the host has it: layers and instances that are really there."""
-        instances = [
-            i for i in deployment.instances if instance_alive(self.host, self.spec.pool, i)
-        ]
-        layers = self.chain.present(deployment.layers)
-        return deployment.model_copy(update={"instances": instances, "layers": layers})
+    def observe(self, deployment: VmRoleDeployment, repair: bool = False) -> VmRoleDeployment:
+        """The deployment as the host has it: its layers and running instances, read back from
+        their records (an interrupted run's included). With `repair`, what an interrupted run
+        left half done is deleted."""
+        layers = self.chain.reconcile(deployment.layers, repair)
+        instances = observed_instances(
+            self.host,
+            self.spec.pool,
+            self.spec.name,
+            [layer.volume for layer in layers],
+            deployment.instances,
+        )
+        live = deployment.model_copy(update={"instances": instances, "layers": layers})
+        return live.model_copy(update={"rollout_complete": not self.needs_rollout(live)})
 
     def remove(self, deployment: VmRoleDeployment) -> None:
+        """Delete the role's instances and layers, recorded or left by an interrupted run."""
         pool = self.spec.pool
-        layers = [layer.volume for layer in deployment.layers]
+        found, partial = self.chain.on_host()
+        layers = {layer.volume for layer in [*deployment.layers, *found]}
         names = instance_names_on_host(
             self.host, pool, self.spec.name, [i.name for i in deployment.instances], layers
         )
         for name in names:
             drop_instance(self.host, pool, name, self.network)
-        for layer in reversed(deployment.layers):
-            self.chain.delete(layer.volume)
+        for volume in sorted(layers | set(partial), reverse=True):
+            self.chain.delete(volume.removesuffix(".manifest.json"))
+        self.chain.forget([*deployment.layers, *found])
 
     # -- change --------------------------------------------------------------------------------
 
     def needs_rollout(self, deployment: VmRoleDeployment) -> bool:
-        """A new image, instances started with other settings, or a rollout left unfinished."""
-        release = next((x.volume for x in deployment.layers if x.image_sha256 == self.sha256), None)
+        """A new image, instances started with other settings or never confirmed healthy, or
+        a rollout left unfinished."""
         return not deployment.rollout_complete or any(
-            i.settings != self.settings or i.layer != release for i in deployment.instances
+            self._outdated(i, self._release_volume(deployment)) for i in deployment.instances
         )
 
     def change(self, deployment: VmRoleDeployment, kind: ChangeKind | None) -> VmRoleDeployment:
-        """Apply a change of `kind` (the planner's verdict): roll out when it is a rolling
-        upgrade or the host has drifted from the spec, then scale to the instance count."""
+        """Apply a change of `kind` (the planner's verdict) to the role as the host has it:
+        roll out when it is a rolling upgrade or the host differs from the spec, then scale to
+        the instance count."""
+        deployment = self.observe(deployment, repair=True)
         if kind is ChangeKind.ROLLING_UPGRADE or self.needs_rollout(deployment):
             deployment = self._release(deployment)
         return self._scale(deployment)
@@ -177,6 +184,19 @@ class VmRole:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _release_volume(self, deployment: VmRoleDeployment) -> str | None:
+        return next((x.volume for x in deployment.layers if x.image_sha256 == self.sha256), None)
+
+    def _outdated(self, instance: Instance, release: str | None) -> bool:
+        return (
+            instance.layer != release
+            or instance.settings != self.settings
+            or instance.healthy_after_seconds is None  # started, never confirmed
+        )
+
+    def _gate(self) -> RecordedGate:
+        return RecordedGate(self.spec.gate(), self.host, self.spec.name)
+
     def _template(self, layer: Layer) -> InstanceTemplate:
         spec = self.spec
         return InstanceTemplate.of(spec, spec.endpoints, layer.disk(spec.pool), self.settings)
@@ -195,13 +215,12 @@ class VmRole:
             }
         )
         template = self._template(layer)
-        settings = template.settings
         try:
             progress = roll(
                 deployment.instances,
-                outdated=lambda i: i.layer != layer.volume or i.settings != settings,
+                outdated=lambda i: self._outdated(i, layer.volume),
                 restart=lambda i: start_instance(self.host, template, instance_index(i.name)),
-                gate=self.spec.gate(),
+                gate=self._gate(),
                 mode=self.spec.upgrade_mode,
                 manual_limit=self.spec.manual_update_domain,
                 rotation=self.rotation,
@@ -213,7 +232,7 @@ class VmRole:
         deployment = self._progressed(deployment, progress, layer)
         if not deployment.rollout_complete:
             return deployment
-        needed = {v for i in deployment.instances for v in ancestry(deployment.layers, i.layer)}
+        needed = needed_by(layers, [layer.volume, *(i.layer for i in deployment.instances)])
         return deployment.model_copy(update={"layers": self.chain.keep(layers, needed)})
 
     @staticmethod
@@ -243,7 +262,7 @@ class VmRole:
                 self.spec.instance_count,
                 start=lambda index: start_instance(self.host, template, index),
                 drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
-                gate=self.spec.gate(),
+                gate=self._gate(),
                 rotation=self.rotation,
             )
         except RolloutStopped as stopped:
@@ -254,10 +273,3 @@ class VmRole:
             summary = f"{deployment.summary}; instances: {len(instances)}".lstrip("; ")
             deployment = deployment.model_copy(update={"summary": summary})
         return deployment
-
-    def _remove_first_deploy(self) -> None:
-        """A failed first deploy leaves nothing behind: these are the only names it uses."""
-        for index in range(self.spec.instance_count):
-            name = instance_name(self.spec.name, index)
-            drop_instance(self.host, self.spec.pool, name, self.network)
-        self.chain.delete(self.chain.layer_name(0, "vpc"))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
@@ -156,6 +156,31 @@ class RoleResource(Resource[ArgsT, StateT]):
         if old_state.get("rolloutComplete") is False and not changes.fields:
             changes.fields.append(FieldChange(self.unfinished_marker, replace=False))
         return changes
+
+
+class Observed(Protocol):
+    """What the fabric reads back of any role kind."""
+
+    @property
+    def instances(self) -> Sequence[Any]: ...
+    @property
+    def layers(self) -> Sequence[Any]: ...
+    @property
+    def rollout_complete(self) -> bool: ...
+
+
+def observed_changes(state: Model, live: Observed) -> dict[str, Any]:
+    """A role's recorded state brought to what the host runs (a refresh): its instances,
+    layers and whether its rollout is done; a count that differs is reported as the input, so
+    the next `up` scales back to what the program asks for."""
+    changes: dict[str, Any] = {
+        "instances": live.instances,
+        "layers": live.layers,
+        "rollout_complete": live.rollout_complete,
+    }
+    if len(live.instances) != len(getattr(state, "instances", [])):
+        changes["instance_count"] = max(len(live.instances), 1)
+    return changes
 
 
 def local_file_problem(path: str) -> str | None:

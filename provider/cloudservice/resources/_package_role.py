@@ -17,6 +17,7 @@ from ._base import (
     RoleResource,
     combined,
     local_file_problem,
+    observed_changes,
     part,
 )
 
@@ -150,16 +151,11 @@ class PackageRoleResource(RoleResource[PackageRoleArgs, PackageRoleState]):
             live = fabric.PackageRole(host, state).observe(state.deployment())
         if not live.layers and not live.instances:
             return None
-        changes: dict[str, Any] = {
-            "instances": live.instances,
-            "layers": live.layers,
-            "packages": live.packages,
-        }
-        if len(live.instances) != len(state.instances):
-            changes["instance_count"] = max(len(live.instances), 1)
-        if len(live.layers) != len(state.layers):
+        changes = observed_changes(state, live)
+        changes["packages"] = live.packages
+        if not any(layer.image_sha256 == state.os_image_sha256 for layer in live.layers):
             changes["os_image_sha256"] = "(missing on the host)"
-        if len(live.packages) != len(state.packages):
+        if state.package_volume_name() not in live.packages:
             changes["package_sha256"] = "(missing on the host)"
         return state.model_copy(update=changes)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from pulumi.provider.experimental.provider import (
@@ -35,6 +36,7 @@ from pulumi.provider.experimental.provider import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
+from .. import cancel
 from ..virt import DEFAULT_URI, Host
 from . import _wire
 from ._base import Model, PartialFailure, Resource, wire_names
@@ -92,26 +94,31 @@ class CloudServiceProvider(Provider):
         self.uri_secret = "uri" in config.secret
         return ConfigureResponse(accept_secrets=True, supports_preview=True)
 
+    async def cancel(self) -> None:
+        """The engine is shutting down: every call stops at its next safe point."""
+        cancel.EVERYTHING.cancel("the Pulumi engine cancelled the operation")
+
     # The engine runs independent resources in parallel: every call that can block (libvirt,
     # disk, uploads, health gates) runs in a worker thread, so the event loop keeps serving.
+    # The thread sees the call's cancellation (`asyncio.to_thread` copies the context).
 
     async def check(self, request: CheckRequest) -> CheckResponse:
-        return await asyncio.to_thread(self._check, request)
+        return await asyncio.to_thread(_working, self._check, request)
 
     async def diff(self, request: DiffRequest) -> DiffResponse:
-        return await asyncio.to_thread(self._diff, request)
+        return await asyncio.to_thread(_working, self._diff, request)
 
     async def create(self, request: CreateRequest) -> CreateResponse:
-        return await asyncio.to_thread(self._create, request)
+        return await asyncio.to_thread(_working, self._create, request)
 
     async def read(self, request: ReadRequest) -> ReadResponse:
-        return await asyncio.to_thread(self._read, request)
+        return await asyncio.to_thread(_working, self._read, request)
 
     async def update(self, request: UpdateRequest) -> UpdateResponse:
-        return await asyncio.to_thread(self._update, request)
+        return await asyncio.to_thread(_working, self._update, request)
 
     async def delete(self, request: DeleteRequest) -> None:
-        await asyncio.to_thread(self._delete, request)
+        await asyncio.to_thread(_working, self._delete, request)
 
     def _check(self, request: CheckRequest) -> CheckResponse:
         if retired := RETIRED.get(_token(request.type)):
@@ -214,6 +221,14 @@ class CloudServiceProvider(Provider):
         resource = self._resource(request.type)
         state = resource.state_model.model_validate(_wire.decode(request.properties).values)
         resource.delete(request.resource_id, state)
+
+
+R = TypeVar("R")
+
+
+def _working(call: Callable[[Any], R], request: Any) -> R:
+    with cancel.work():
+        return call(request)
 
 
 def _token(urn_type: str) -> str:

@@ -20,6 +20,7 @@ from ._base import (
     RoleResource,
     combined,
     local_file_problem,
+    observed_changes,
     part,
 )
 
@@ -81,15 +82,14 @@ class VmRole(RoleResource[VmRoleArgs, VmRoleState]):
         return args.name, combined(VmRoleState, args, deployment)
 
     def read(self, resource_id: str, state: VmRoleState) -> VmRoleState | None:
+        """What the host runs, read back from its records: after an interrupted `up`, the
+        instances and layers it left, so the next diff is against reality."""
         with self.connect() as host:
             live = fabric.VmRole(host, state).observe(state.deployment())
         if not live.layers and not live.instances:
             return None
-        changes: dict[str, Any] = {"instances": live.instances, "layers": live.layers}
-        if len(live.instances) != len(state.instances):
-            # Report what runs, so the next `up` scales back to what the program asks for.
-            changes["instance_count"] = max(len(live.instances), 1)
-        if len(live.layers) != len(state.layers):
+        changes = observed_changes(state, live)
+        if not any(layer.image_sha256 == state.sha256() for layer in live.layers):
             changes["image_sha256"] = "(missing on the host)"
         return state.model_copy(update=changes)
 

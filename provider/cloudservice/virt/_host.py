@@ -7,6 +7,7 @@ XML comes from `xml.py`; objects are looked up by name and described by small fr
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import tempfile
 import threading
@@ -15,10 +16,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Protocol
 
 import libvirt
 
+from .. import cancel
 from . import xml
 from ._errors_map import libvirt_errors
 from ._specs import AttachedDisk, DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
@@ -32,6 +34,12 @@ from .errors import (
 
 DEFAULT_URI = "qemu:///system"
 _UPLOAD_CHUNK = 4 * 1024 * 1024
+
+
+class Sink(Protocol):
+    """Where downloaded bytes go: a file, a buffer, a digest."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,7 @@ class Host:
         with libvirt_errors(f"volume {name!r} in pool {pool_name!r}"):
             volume.delete(0)
 
-    def download_volume(self, pool_name: str, name: str, sink: BinaryIO) -> int:
+    def download_volume(self, pool_name: str, name: str, sink: Sink) -> int:
         """Stream a volume's bytes into `sink`; returns the number of bytes written."""
         what = f"volume {name!r} in pool {pool_name!r}"
         volume = self._lookup_volume(pool_name, name)
@@ -256,6 +264,12 @@ class Host:
             stream.recvAll(write, None)
             stream.finish()
         return written
+
+    def download_bytes(self, pool_name: str, name: str) -> bytes:
+        """A small volume's bytes (a record, a medium)."""
+        sink = io.BytesIO()
+        self.download_volume(pool_name, name, sink)
+        return sink.getvalue()
 
     def upload_bytes(self, pool_name: str, name: str, data: bytes) -> VolumeInfo:
         """A small raw volume holding `data` (replacing one of that name): a medium to attach."""
@@ -283,6 +297,7 @@ class Host:
         size = source.stat().st_size
 
         def chunk(_stream: libvirt.virStream, nbytes: int, _opaque: object) -> bytes:
+            cancel.checkpoint()  # a partial volume is a leftover the next run recognises
             data = reader.read(min(nbytes, _UPLOAD_CHUNK))
             self.bytes_uploaded += len(data)
             return data
@@ -518,6 +533,27 @@ class Host:
             stream.abort()
         reader.join(1)
         return bytes(received)
+
+    def domain_names(self, prefix: str) -> list[str]:
+        """Names of the domains (running or not) that start with `prefix`."""
+        with libvirt_errors("domains"):
+            names = [domain.name() for domain in self._conn.listAllDomains(0)]
+        return sorted(name for name in names if name.startswith(prefix))
+
+    def set_domain_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        """Replace the domain's cloudservice metadata, live and in its definition."""
+        domain = self._lookup_domain(name)
+        with libvirt_errors(f"domain {name!r}"):
+            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if domain.isActive():
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            domain.setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                xml.metadata_xml(metadata),
+                "cloudservice",
+                xml.METADATA_NS,
+                flags,
+            )
 
     def domain(self, name: str) -> DomainInfo | None:
         try:

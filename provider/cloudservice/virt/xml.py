@@ -64,9 +64,7 @@ def network_xml(spec: NetworkSpec) -> str:
 def domain_xml(spec: DomainSpec) -> str:
     domain = ET.Element("domain", type=spec.domain_type)
     _text(domain, "name", spec.name)
-    metadata = ET.SubElement(ET.SubElement(domain, "metadata"), f"{{{METADATA_NS}}}instance")
-    for key, value in sorted(spec.metadata.items()):
-        metadata.set(key, value)
+    ET.SubElement(domain, "metadata").append(_metadata_element(spec.metadata))
     _text(domain, "memory", str(spec.memory_mib), unit="MiB")
     _text(domain, "vcpu", str(spec.vcpus))
     os_element = ET.SubElement(domain, "os")
@@ -90,6 +88,19 @@ def domain_xml(spec: DomainSpec) -> str:
     if spec.forwards:
         _user_network(domain, spec)
     return _render(domain)
+
+
+def _metadata_element(metadata: dict[str, str], namespace: str = METADATA_NS) -> ET.Element:
+    element = ET.Element(f"{{{namespace}}}instance" if namespace else "instance")
+    for key, value in sorted(metadata.items()):
+        element.set(key, value)
+    return element
+
+
+def metadata_xml(metadata: dict[str, str]) -> str:
+    """The domain's cloudservice metadata element, as `virDomainSetMetadata` takes it: without
+    its namespace, which libvirt adds from the call's own arguments."""
+    return _render(_metadata_element(metadata, namespace=""))
 
 
 def _disk(devices: ET.Element, spec: DomainSpec) -> None:

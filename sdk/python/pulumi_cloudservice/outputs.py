@@ -403,6 +403,8 @@ class Layer(dict):
             suggest = "uploaded_bytes"
         elif key == "virtualSize":
             suggest = "virtual_size"
+        elif key == "uploadedSha256":
+            suggest = "uploaded_sha256"
 
         if suggest:
             pulumi.log.warn(f"Key '{key}' not found in Layer. Access the value via the '{suggest}' property getter instead.")
@@ -424,7 +426,8 @@ class Layer(dict):
                  uploaded_bytes: _builtins.int,
                  virtual_size: _builtins.int,
                  volume: _builtins.str,
-                 backing: Optional[_builtins.str] = None):
+                 backing: Optional[_builtins.str] = None,
+                 uploaded_sha256: Optional[_builtins.str] = None):
         """
         :param _builtins.str format: One of: vpc, qcow2.
         """
@@ -438,6 +441,8 @@ class Layer(dict):
         pulumi.set(__self__, "volume", volume)
         if backing is not None:
             pulumi.set(__self__, "backing", backing)
+        if uploaded_sha256 is not None:
+            pulumi.set(__self__, "uploaded_sha256", uploaded_sha256)
 
     @_builtins.property
     @pulumi.getter(name="blocksChanged")
@@ -486,6 +491,11 @@ class Layer(dict):
     @pulumi.getter
     def backing(self) -> Optional[_builtins.str]:
         return pulumi.get(self, "backing")
+
+    @_builtins.property
+    @pulumi.getter(name="uploadedSha256")
+    def uploaded_sha256(self) -> Optional[_builtins.str]:
+        return pulumi.get(self, "uploaded_sha256")
 
 
 @pulumi.output_type
