@@ -40,6 +40,9 @@ E2E_FOLDERS = (REPO / "tests" / "e2e",)
 E2E_TESTS = (
     "tests/testimage/test_boot.py::test_image_boots_and_serves",
     "tests/guestos/test_boot.py::test_image_boots_takes_a_dhcp_address_and_starts_the_agent",
+    "tests/fabric/test_layers.py::test_a_complete_layer_the_state_never_recorded_is_adopted",
+    "tests/fabric/test_layers.py::test_a_partial_or_swapped_layer_is_replaced",
+    "tests/fabric/test_layers.py::test_a_damaged_or_foreign_cache_entry_is_not_trusted",
 )
 
 

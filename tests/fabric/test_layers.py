@@ -1,0 +1,92 @@
+"""An image chain after an interrupted run, on the real libvirtd (no guest boots).
+
+What an interrupted `up` leaves (a layer uploaded but never recorded in state, a partial
+upload, a volume swapped behind our back, a damaged local cache) is adopted only when its
+bytes check out, and otherwise replaced; the layer a release ends with is always the new
+image (`qemu-img compare`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cloudservice import vhd
+from cloudservice.fabric._layers import ImageChain, Layer, file_sha256
+from cloudservice.virt import Host, PoolSpec, VolumeSpec
+
+REPO = Path(__file__).resolve().parents[2]
+V1, V2 = REPO / ".cache/images/web-v1.vhd", REPO / ".cache/images/web-v2.vhd"
+
+
+@pytest.fixture
+def chain(host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageChain]:
+    if not V2.exists():
+        pytest.fail(f"{V2} is missing: run `make setup`", pytrace=False)
+    monkeypatch.setenv("CLOUDSERVICE_CACHE", str(tmp_path / "cache"))
+    name = f"cs-test-{uuid.uuid4().hex[:6]}"
+    host.ensure_pool(PoolSpec(name=name, path=f"/var/lib/cloudservice/pools/{name}"))
+    yield ImageChain(host, name, "role")
+    for volume in host.volume_names(name):
+        host.delete_volume(name, volume)
+    host.delete_pool(name)
+
+
+def _released(chain: ImageChain, image: Path, layers: list[Layer]) -> tuple[Layer, list[Layer]]:
+    return chain.release(str(image), file_sha256(image), layers, max_depth=4)
+
+
+def _same_disk(layer: Layer, image: Path) -> bool:
+    compare = ["qemu-img", "compare", "-f", layer.format, "-F", "vpc", layer.path, str(image)]
+    return subprocess.run(compare, capture_output=True, check=False).returncode == 0
+
+
+def test_a_complete_layer_the_state_never_recorded_is_adopted(chain: ImageChain) -> None:
+    base, layers = _released(chain, V1, [])
+    lost, _ = _released(chain, V2, layers)  # uploaded, then the run was killed
+    adopted = chain.reconcile(layers, repair=True)
+    assert [layer.volume for layer in adopted] == [base.volume, lost.volume]
+    streamed = chain.host.bytes_uploaded
+    again, _ = _released(chain, V2, adopted)
+    assert again == lost and chain.host.bytes_uploaded == streamed  # nothing uploaded twice
+    assert _same_disk(again, V2)
+
+
+def test_a_partial_or_swapped_layer_is_replaced(chain: ImageChain) -> None:
+    base, layers = _released(chain, V1, [])
+    # A partial upload (no record), and a recorded layer whose bytes were swapped.
+    chain.host.upload_bytes(chain.pool, "role-l2.qcow2", b"half a layer")
+    lost, _ = _released(chain, V2, layers)
+    chain.host.overwrite_volume(
+        chain.pool,
+        VolumeSpec(name=lost.volume, capacity=lost.uploaded_bytes, format="qcow2"),
+        V1,
+    )
+    assert chain.on_host()[1] == ["role-l2.qcow2"]
+    repaired = chain.reconcile(layers, repair=True)
+    assert [layer.volume for layer in repaired] == [base.volume]
+    assert set(chain.host.volume_names(chain.pool)) == {base.volume, f"{base.volume}.manifest.json"}
+    layer, _ = _released(chain, V2, repaired)
+    assert _same_disk(layer, V2)
+
+
+def test_a_damaged_or_foreign_cache_entry_is_not_trusted(chain: ImageChain, tmp_path: Path) -> None:
+    base, layers = _released(chain, V1, [])
+    cached = tmp_path / "cache" / "manifests" / f"{base.image_sha256}.json"
+    record = json.loads(cached.read_text())
+    # A stale entry: another upload's record, with the blocks of the new image (nothing would
+    # look changed, and the layer would silently read the old data).
+    record["layer"]["uploadedSha256"] = "0" * 64
+    with vhd.open_image(V2) as new:
+        record["manifest"] = vhd.make_manifest(new).to_json()
+    cached.write_text(json.dumps(record))
+    layer, _ = _released(chain, V2, layers)
+    assert _same_disk(layer, V2)
+    cached.write_bytes(b"\0garbage")
+    chain.delete(layer.volume)
+    layer, _ = _released(chain, V2, layers)
+    assert _same_disk(layer, V2)
