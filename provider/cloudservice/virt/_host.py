@@ -1,6 +1,7 @@
 """A libvirt host: storage pools, volumes (filled by stream upload) and networks.
 
-Every libvirt call goes through `libvirt_errors`, so only `HypervisorError`s leave this module.
+Every libvirt call goes through `libvirt_errors`, so only `HypervisorError`s leave this module,
+and every call is bounded (`_connect`): a host that stops answering fails it with HostUnavailable.
 XML comes from `xml.py`; objects are looked up by name and described by small frozen records.
 """
 
@@ -22,11 +23,11 @@ import libvirt
 
 from .. import cancel
 from . import xml
+from ._connect import connect
 from ._errors_map import libvirt_errors
 from ._specs import AttachedDisk, DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
 from .errors import (
     DomainNotFound,
-    HostUnavailable,
     ObjectExists,
     ObjectNotFound,
     OperationFailed,
@@ -105,13 +106,7 @@ class Host:
         self.uri = uri
         self.label = label or uri  # how records name this host: the URI, unless it is secret
         self.bytes_uploaded = 0  # what went through upload streams: the bytes a release costs
-        try:
-            self._conn = libvirt.open(uri)
-        except libvirt.libvirtError as exc:
-            raise HostUnavailable(
-                f"cannot connect to libvirt at {self.label!r}: {exc.get_error_message()}; "
-                "is libvirtd running (`make setup` starts it locally)?"
-            ) from exc
+        self._conn = connect(uri, self.label)
 
     def __enter__(self) -> Host:
         return self
