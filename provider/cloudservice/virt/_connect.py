@@ -11,6 +11,7 @@ at the deadline.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -36,7 +37,7 @@ def timeout_seconds() -> float:
         seconds = float(raw)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:  # also refuses nan
+    if not (math.isfinite(seconds) and seconds > 0):
         raise HypervisorError(f"{TIMEOUT_ENV}={raw!r} must be a number of seconds above 0")
     return seconds
 
