@@ -31,15 +31,17 @@ def pinned_pulumi_version() -> str:
     return match.group(1)
 
 
-# End-to-end tests (the `e2e` marker of pyproject.toml): those that drive the real Pulumi CLI
-# or boot a real guest. Marked here, not in each file: every test under tests/e2e (the CLI
-# against libvirtd), and the tests named in E2E_TESTS elsewhere (tests/testimage boots the
-# sample images; its other tests check the image builder and boot nothing).
+# End-to-end tests (the `e2e` marker of pyproject.toml): those that drive the real Pulumi CLI,
+# boot a real guest or stop the real libvirtd. Marked here, not in each file: every test under
+# tests/e2e (the CLI against libvirtd), and the tests named in E2E_TESTS elsewhere
+# (tests/testimage boots the sample images; its other tests check the image builder and boot
+# nothing; tests/virt/test_deadline.py SIGSTOPs libvirtd for a moment).
 # `pytest -m e2e` runs these, `pytest -m "not e2e"` the rest.
 E2E_FOLDERS = (REPO / "tests" / "e2e",)
 E2E_TESTS = (
     "tests/testimage/test_boot.py::test_image_boots_and_serves",
     "tests/guestos/test_boot.py::test_image_boots_takes_a_dhcp_address_and_starts_the_agent",
+    "tests/virt/test_deadline.py::test_a_stopped_libvirtd_fails_an_upload_within_the_deadline",
 )
 
 
