@@ -74,13 +74,13 @@ def connect(uri: str, label: str) -> libvirt.virConnect:
 
 def _open(
     uri: str,
-    keepalive: tuple[int, int],
+    pings: tuple[int, int],
     outcome: queue.Queue[libvirt.virConnect | libvirt.libvirtError],
 ) -> None:
     try:
         conn = libvirt.open(uri)
         try:
-            conn.setKeepAlive(*keepalive)
+            conn.setKeepAlive(*pings)
         except libvirt.libvirtError as exc:
             # Drivers in this process (test:///default) have no connection to lose.
             if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
