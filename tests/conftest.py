@@ -31,10 +31,11 @@ def pinned_pulumi_version() -> str:
     return match.group(1)
 
 
-# End-to-end tests (the `e2e` marker of pyproject.toml): those that drive the real Pulumi CLI
-# or boot a real guest. Marked here, not in each file: every test under tests/e2e (the CLI
-# against libvirtd), and the tests named in E2E_TESTS elsewhere (tests/testimage boots the
-# sample images; its other tests check the image builder and boot nothing).
+# End-to-end tests (the `e2e` marker of pyproject.toml): those that drive the real Pulumi CLI,
+# boot a real guest or stop the real libvirtd. Marked here, not in each file: every test under
+# tests/e2e (the CLI against libvirtd), and the tests named in E2E_TESTS elsewhere
+# (tests/testimage boots the sample images; its other tests check the image builder and boot
+# nothing; tests/virt/test_deadline.py SIGSTOPs libvirtd for a moment).
 # `pytest -m e2e` runs these, `pytest -m "not e2e"` the rest.
 E2E_FOLDERS = (REPO / "tests" / "e2e",)
 E2E_TESTS = (
@@ -43,6 +44,7 @@ E2E_TESTS = (
     "tests/fabric/test_layers.py::test_a_complete_layer_the_state_never_recorded_is_adopted",
     "tests/fabric/test_layers.py::test_a_partial_or_swapped_layer_is_replaced",
     "tests/fabric/test_layers.py::test_a_damaged_or_foreign_cache_entry_is_not_trusted",
+    "tests/virt/test_deadline.py::test_a_stopped_libvirtd_fails_an_upload_within_the_deadline",
 )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +45,14 @@ def test_nothing_listening_gives_up_at_the_deadline_with_the_last_answer() -> No
     port = free_loopback_port()
     answer = wait_healthy("127.0.0.1", port, Probe(interval_seconds=0.1), deadline_seconds=0.5)
     assert not answer.healthy and "connection refused" in answer.answer
+
+
+def test_a_server_that_never_answers_is_given_up_at_the_probe_timeout() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete in the backlog; nothing ever reads or answers
+        port = int(silent.getsockname()[1])
+        started = time.monotonic()
+        answer = probe_once("127.0.0.1", port, Probe(timeout_seconds=0.5))
+        assert time.monotonic() - started < 2
+    assert not answer.healthy and answer.answer == "no answer (timed out)"

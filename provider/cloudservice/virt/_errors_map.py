@@ -23,24 +23,40 @@ _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN: DomainNotFound,
 }
 _UNAVAILABLE = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC}
+# The connection itself failing: keepalive closed it ("connection closed due to keepalive
+# timeout", then "client socket is closed") or the socket broke ("Cannot recv data: ...").
+# The daemon's own refusals keep their domain (storage, qemu, ...), whatever their code.
+_CONNECTION_LOST = {libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_ERR_SYSTEM_ERROR}
 
 
-def translate(exc: libvirt.libvirtError, what: str) -> HypervisorError:
-    """Map a libvirt error about `what` (e.g. "volume 'a' in pool 'b'") to our tree."""
+def _host_lost(exc: libvirt.libvirtError) -> bool:
+    code = exc.get_error_code()
+    return code in _UNAVAILABLE or (
+        exc.get_error_domain() == libvirt.VIR_FROM_RPC and code in _CONNECTION_LOST
+    )
+
+
+def translate(exc: libvirt.libvirtError, what: str, host: str) -> HypervisorError:
+    """Map a libvirt error about `what` (e.g. "volume 'a' in pool 'b'") on the host labelled
+    `host` to our tree."""
     code = exc.get_error_code()
     detail = exc.get_error_message() or str(exc)
+    if _host_lost(exc):
+        return HostUnavailable(
+            f"libvirt at {host!r} stopped answering while handling {what} ({detail}): "
+            "is libvirtd running and responsive?"
+        )
     if code in _NOT_FOUND:
         return _NOT_FOUND[code](f"{what} does not exist")
     if code == libvirt.VIR_ERR_OPERATION_FAILED and "already exists" in detail:
         return ObjectExists(f"{what} already exists: {detail}")
-    if code in _UNAVAILABLE:
-        return HostUnavailable(f"libvirt host unavailable while handling {what}: {detail}")
     return OperationFailed(f"{what}: {detail}")
 
 
 @contextmanager
-def libvirt_errors(what: str) -> Iterator[None]:
+def libvirt_errors(what: str, host: str) -> Iterator[None]:
+    """libvirt calls about `what` on the host labelled `host`: their errors become ours."""
     try:
         yield
     except libvirt.libvirtError as exc:
-        raise translate(exc, what) from exc
+        raise translate(exc, what, host) from exc

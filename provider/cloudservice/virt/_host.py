@@ -1,6 +1,7 @@
 """A libvirt host: storage pools, volumes (filled by stream upload) and networks.
 
-Every libvirt call goes through `libvirt_errors`, so only `HypervisorError`s leave this module.
+Every libvirt call goes through `libvirt_errors`, so only `HypervisorError`s leave this module,
+and every call is bounded (`_connect`): a host that stops answering fails it with HostUnavailable.
 XML comes from `xml.py`; objects are looked up by name and described by small frozen records.
 """
 
@@ -22,6 +23,7 @@ import libvirt
 
 from .. import cancel
 from . import xml
+from ._connect import connect
 from ._errors_map import libvirt_errors
 from ._specs import AttachedDisk, DomainSpec, NetworkSpec, PoolSpec, VolumeSpec
 from .errors import (
@@ -105,13 +107,7 @@ class Host:
         self.uri = uri
         self.label = label or uri  # how records name this host: the URI, unless it is secret
         self.bytes_uploaded = 0  # what went through upload streams: the bytes a release costs
-        try:
-            self._conn = libvirt.open(uri)
-        except libvirt.libvirtError as exc:
-            raise HostUnavailable(
-                f"cannot connect to libvirt at {self.label!r}: {exc.get_error_message()}; "
-                "is libvirtd running (`make setup` starts it locally)?"
-            ) from exc
+        self._conn = connect(uri, self.label)
 
     def __enter__(self) -> Host:
         return self
@@ -126,7 +122,7 @@ class Host:
 
     def version(self) -> str:
         """libvirt's version on the host, as "major.minor.micro"."""
-        with libvirt_errors(f"libvirt host {self.uri!r}"):
+        with libvirt_errors("the version query", self.label):
             number = self._conn.getLibVersion()
         return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
@@ -144,7 +140,7 @@ class Host:
             self._start_pool(spec.name)
             return self._pool_info(self._lookup_pool(spec.name))
         what = f"storage pool {spec.name!r}"
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             pool = self._conn.storagePoolDefineXML(xml.pool_xml(spec), 0)
             pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NEW)
             pool.setAutostart(1)
@@ -164,7 +160,7 @@ class Host:
         except ObjectNotFound:
             return
         what = f"storage pool {name!r}"
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             if pool.isActive():
                 pool.refresh(0)
                 leftovers = pool.listVolumes()
@@ -177,20 +173,20 @@ class Host:
             pool.undefine()
 
     def _lookup_pool(self, name: str) -> libvirt.virStoragePool:
-        with libvirt_errors(f"storage pool {name!r}"):
+        with libvirt_errors(f"storage pool {name!r}", self.label):
             return self._conn.storagePoolLookupByName(name)
 
     def _start_pool(self, name: str) -> None:
         pool = self._lookup_pool(name)
-        with libvirt_errors(f"storage pool {name!r}"):
+        with libvirt_errors(f"storage pool {name!r}", self.label):
             if not pool.isActive():
                 pool.create(0)
             _refresh(pool)
 
-    @staticmethod
-    def _pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
-        path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path", default="")
-        return PoolInfo(name=pool.name(), path=path, active=bool(pool.isActive()))
+    def _pool_info(self, pool: libvirt.virStoragePool) -> PoolInfo:
+        with libvirt_errors(f"storage pool {pool.name()!r}", self.label):
+            path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path", default="")
+            return PoolInfo(name=pool.name(), path=path, active=bool(pool.isActive()))
 
     # -- volumes -------------------------------------------------------------------------------
 
@@ -198,14 +194,15 @@ class Host:
         """Create a volume and fill it with `source`'s bytes, as they are, by libvirt stream."""
         what = f"volume {spec.name!r} in pool {pool_name!r}"
         pool = self._active_pool(pool_name)
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             if spec.name in pool.listVolumes():
                 raise ObjectExists(f"{what} already exists: choose another name or delete it")
             volume = pool.createXML(xml.volume_xml(spec), 0)
         try:
             self._upload(volume, source, what)
         except BaseException:
-            with libvirt_errors(what):
+            # A host that stopped answering cannot clean up: the upload's error says so.
+            with contextlib.suppress(HostUnavailable), libvirt_errors(what, self.label):
                 volume.delete(0)
             raise
         return self._volume_info(pool_name, volume)
@@ -218,7 +215,7 @@ class Host:
         """
         what = f"volume {spec.name!r} in pool {pool_name!r}"
         volume = self._lookup_volume(pool_name, spec.name)
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             same_size = volume.info()[1] == spec.capacity
             if not same_size:
                 volume.delete(0)
@@ -235,7 +232,7 @@ class Host:
 
     def volume_names(self, pool_name: str) -> list[str]:
         pool = self._active_pool(pool_name)
-        with libvirt_errors(f"storage pool {pool_name!r}"):
+        with libvirt_errors(f"storage pool {pool_name!r}", self.label):
             return sorted(pool.listVolumes())
 
     def delete_volume(self, pool_name: str, name: str) -> None:
@@ -244,7 +241,7 @@ class Host:
             volume = self._lookup_volume(pool_name, name)
         except ObjectNotFound:
             return
-        with libvirt_errors(f"volume {name!r} in pool {pool_name!r}"):
+        with libvirt_errors(f"volume {name!r} in pool {pool_name!r}", self.label):
             volume.delete(0)
 
     def download_volume(self, pool_name: str, name: str, sink: Sink) -> int:
@@ -258,7 +255,7 @@ class Host:
             written += len(data)
             return sink.write(data)
 
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             stream = self._conn.newStream(0)
             volume.download(stream, 0, 0, 0)
             stream.recvAll(write, None)
@@ -282,7 +279,7 @@ class Host:
 
     def _active_pool(self, name: str) -> libvirt.virStoragePool:
         pool = self._lookup_pool(name)
-        with libvirt_errors(f"storage pool {name!r}"):
+        with libvirt_errors(f"storage pool {name!r}", self.label):
             if not pool.isActive():
                 raise OperationFailed(f"storage pool {name!r} is not running: start it first")
             _refresh(pool)
@@ -290,7 +287,7 @@ class Host:
 
     def _lookup_volume(self, pool_name: str, name: str) -> libvirt.virStorageVol:
         pool = self._active_pool(pool_name)
-        with libvirt_errors(f"volume {name!r} in pool {pool_name!r}"):
+        with libvirt_errors(f"volume {name!r} in pool {pool_name!r}", self.label):
             return pool.storageVolLookupByName(name)
 
     def _upload(self, volume: libvirt.virStorageVol, source: Path, what: str) -> None:
@@ -302,24 +299,26 @@ class Host:
             self.bytes_uploaded += len(data)
             return data
 
-        with libvirt_errors(what), open(source, "rb") as reader:
+        with libvirt_errors(what, self.label), open(source, "rb") as reader:
             stream = self._conn.newStream(0)
             volume.upload(stream, 0, size, 0)
             try:
                 stream.sendAll(chunk, None)
                 stream.finish()
             except BaseException:
-                stream.abort()
+                with contextlib.suppress(libvirt.libvirtError):  # the connection may be gone
+                    stream.abort()
                 raise
 
-    @staticmethod
-    def _volume_info(pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
-        _kind, capacity, allocation = volume.info()
-        fmt = ET.fromstring(volume.XMLDesc(0)).find("target/format")
+    def _volume_info(self, pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
+        with libvirt_errors(f"volume {volume.name()!r} in pool {pool_name!r}", self.label):
+            _kind, capacity, allocation = volume.info()
+            fmt = ET.fromstring(volume.XMLDesc(0)).find("target/format")
+            path = volume.path()
         return VolumeInfo(
             pool=pool_name,
             name=volume.name(),
-            path=volume.path(),
+            path=path,
             format=fmt.get("type", "raw") if fmt is not None else "raw",
             capacity=capacity,
             allocation=allocation,
@@ -337,7 +336,7 @@ class Host:
                     f"not {spec.cidr}: choose another network name"
                 )
             return existing
-        with libvirt_errors(f"network {spec.name!r}"):
+        with libvirt_errors(f"network {spec.name!r}", self.label):
             network = self._conn.networkDefineXML(xml.network_xml(spec))
             try:
                 network.setAutostart(1)
@@ -349,7 +348,7 @@ class Host:
 
     def network(self, name: str) -> NetworkInfo | None:
         try:
-            with libvirt_errors(f"network {name!r}"):
+            with libvirt_errors(f"network {name!r}", self.label):
                 return self._network_info(self._conn.networkLookupByName(name))
         except ObjectNotFound:
             return None
@@ -357,11 +356,11 @@ class Host:
     def delete_network(self, name: str) -> None:
         """Stop and undefine a network. A missing network is not an error."""
         try:
-            with libvirt_errors(f"network {name!r}"):
+            with libvirt_errors(f"network {name!r}", self.label):
                 network = self._conn.networkLookupByName(name)
         except ObjectNotFound:
             return
-        with libvirt_errors(f"network {name!r}"):
+        with libvirt_errors(f"network {name!r}", self.label):
             if network.isActive():
                 network.destroy()
             network.undefine()
@@ -373,7 +372,7 @@ class Host:
         replaced, so the call is idempotent.
         """
         what = f"network {network_name!r}"
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             network = self._conn.networkLookupByName(network_name)
             root = ET.fromstring(network.XMLDesc(0))
             for host in root.findall("ip/dhcp/host"):
@@ -386,7 +385,7 @@ class Host:
 
     def address_reservations(self, network_name: str) -> dict[str, tuple[str, str]]:
         """The network's DHCP reservations: MAC -> (address, name)."""
-        with libvirt_errors(f"network {network_name!r}"):
+        with libvirt_errors(f"network {network_name!r}", self.label):
             root = ET.fromstring(self._conn.networkLookupByName(network_name).XMLDesc(0))
         return {
             h.get("mac", ""): (h.get("ip", ""), h.get("name", ""))
@@ -396,11 +395,11 @@ class Host:
     def release_address(self, network_name: str, mac: str) -> None:
         """Drop the reservation of `mac`. A missing network or reservation is not an error."""
         try:
-            with libvirt_errors(f"network {network_name!r}"):
+            with libvirt_errors(f"network {network_name!r}", self.label):
                 network = self._conn.networkLookupByName(network_name)
         except ObjectNotFound:
             return
-        with libvirt_errors(f"network {network_name!r}"):
+        with libvirt_errors(f"network {network_name!r}", self.label):
             root = ET.fromstring(network.XMLDesc(0))
             for host in root.findall("ip/dhcp/host"):
                 if host.get("mac") == mac:
@@ -414,9 +413,10 @@ class Host:
         entry = ET.tostring(host, encoding="unicode")
         network.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, entry, flags)
 
-    @staticmethod
-    def _network_info(network: libvirt.virNetwork) -> NetworkInfo:
-        root = ET.fromstring(network.XMLDesc(0))
+    def _network_info(self, network: libvirt.virNetwork) -> NetworkInfo:
+        with libvirt_errors(f"network {network.name()!r}", self.label):
+            root = ET.fromstring(network.XMLDesc(0))
+            active = bool(network.isActive())
         ip = root.find("ip")
         address = ip.get("address", "0.0.0.0") if ip is not None else "0.0.0.0"
         netmask = ip.get("netmask", "255.255.255.255") if ip is not None else "255.255.255.255"
@@ -429,7 +429,7 @@ class Host:
             cidr=cidr,
             mode=forward.get("mode", "nat") if forward is not None else "isolated",
             dhcp=root.find("ip/dhcp") is not None,
-            active=bool(network.isActive()),
+            active=active,
         )
 
     # -- domains -------------------------------------------------------------------------------
@@ -447,7 +447,7 @@ class Host:
         )
         what = f"volume {name!r} in pool {pool_name!r}"
         pool = self._active_pool(pool_name)
-        with libvirt_errors(what):
+        with libvirt_errors(what, self.label):
             if name in pool.listVolumes():
                 raise ObjectExists(f"{what} already exists")
             return self._volume_info(pool_name, pool.createXML(xml.volume_xml(spec), 0))
@@ -455,19 +455,19 @@ class Host:
     def define_domain(self, spec: DomainSpec) -> DomainInfo:
         if self.domain(spec.name) is not None:
             raise ObjectExists(f"domain {spec.name!r} already exists: choose another name")
-        with libvirt_errors(f"domain {spec.name!r}"):
+        with libvirt_errors(f"domain {spec.name!r}", self.label):
             return self._domain_info(self._conn.defineXML(xml.domain_xml(spec)))
 
     def start_domain(self, name: str) -> None:
         domain = self._lookup_domain(name)
-        with libvirt_errors(f"domain {name!r}"):
+        with libvirt_errors(f"domain {name!r}", self.label):
             if not domain.isActive():
                 domain.create()
 
     def stop_domain(self, name: str) -> None:
         """Power off at once: instances keep no state worth a clean shutdown."""
         domain = self._lookup_domain(name)
-        with libvirt_errors(f"domain {name!r}"):
+        with libvirt_errors(f"domain {name!r}", self.label):
             if domain.isActive():
                 domain.destroy()
 
@@ -478,7 +478,7 @@ class Host:
             domain = self._lookup_domain(name)
         except DomainNotFound:
             return
-        with libvirt_errors(f"domain {name!r}"):
+        with libvirt_errors(f"domain {name!r}", self.label):
             domain.undefine()
 
     def change_media(self, name: str, disk: AttachedDisk, attempts: int = 5) -> None:
@@ -490,7 +490,7 @@ class Host:
         domain = self._lookup_domain(name)
         for attempt in range(attempts):
             try:
-                with libvirt_errors(f"domain {name!r}"):
+                with libvirt_errors(f"domain {name!r}", self.label):
                     flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
                     if domain.isActive():
                         flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
@@ -511,7 +511,7 @@ class Host:
         """
         domain = self._lookup_domain(name)
         received = bytearray()
-        with libvirt_errors(f"channel {channel!r} of domain {name!r}"):
+        with libvirt_errors(f"channel {channel!r} of domain {name!r}", self.label):
             stream = self._conn.newStream(0)
             domain.openChannel(channel, stream, libvirt.VIR_DOMAIN_CHANNEL_FORCE)
 
@@ -536,14 +536,14 @@ class Host:
 
     def domain_names(self, prefix: str) -> list[str]:
         """Names of the domains (running or not) that start with `prefix`."""
-        with libvirt_errors("domains"):
+        with libvirt_errors("domains", self.label):
             names = [domain.name() for domain in self._conn.listAllDomains(0)]
         return sorted(name for name in names if name.startswith(prefix))
 
     def set_domain_metadata(self, name: str, metadata: dict[str, str]) -> None:
         """Replace the domain's cloudservice metadata, live and in its definition."""
         domain = self._lookup_domain(name)
-        with libvirt_errors(f"domain {name!r}"):
+        with libvirt_errors(f"domain {name!r}", self.label):
             flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
             if domain.isActive():
                 flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
@@ -562,19 +562,20 @@ class Host:
             return None
 
     def _lookup_domain(self, name: str) -> libvirt.virDomain:
-        with libvirt_errors(f"domain {name!r}"):
+        with libvirt_errors(f"domain {name!r}", self.label):
             return self._conn.lookupByName(name)
 
-    @staticmethod
-    def _domain_info(domain: libvirt.virDomain) -> DomainInfo:
-        root = ET.fromstring(domain.XMLDesc(0))
+    def _domain_info(self, domain: libvirt.virDomain) -> DomainInfo:
+        with libvirt_errors(f"domain {domain.name()!r}", self.label):
+            root = ET.fromstring(domain.XMLDesc(0))
+            running, memory_kib = bool(domain.isActive()), domain.maxMemory()
         source = root.find("devices/disk/source")
         instance = root.find(f"metadata/{{{xml.METADATA_NS}}}instance")
         return DomainInfo(
             name=domain.name(),
-            running=bool(domain.isActive()),
+            running=running,
             vcpus=int(root.findtext("vcpu", default="1")),
-            memory_mib=domain.maxMemory() // 1024,
+            memory_mib=memory_kib // 1024,
             disk_path=source.get("file", "") if source is not None else "",
             metadata=dict(instance.attrib) if instance is not None else {},
         )

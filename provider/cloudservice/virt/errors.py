@@ -1,7 +1,7 @@
 """Errors of the libvirt fabric driver.
 
     HypervisorError                  root: anything the host or libvirt refused
-     ├── HostUnavailable             cannot connect to the libvirt URI (daemon down, bad URI)
+     ├── HostUnavailable             cannot connect (daemon down, bad URI), or it stopped answering
      ├── ObjectNotFound              a pool, volume, network or domain is not there
      │    └── DomainNotFound
      ├── ObjectExists                the name is taken by an object we did not create
@@ -19,7 +19,8 @@ class HypervisorError(Exception):
 
 
 class HostUnavailable(HypervisorError, ConnectionError):
-    """libvirtd cannot be reached. Start it (`make setup` does locally) or check the URI."""
+    """libvirtd cannot be reached, or stopped answering within the deadline
+    (`CLOUDSERVICE_LIBVIRT_TIMEOUT`). Start it (`make setup` does locally) or check the URI."""
 
 
 class ObjectNotFound(HypervisorError, LookupError):
