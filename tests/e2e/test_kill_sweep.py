@@ -7,7 +7,8 @@ spaced moment of the time an uninterrupted update takes (measured first); then t
 recovery: `pulumi cancel` when the CLI left its lock, then `pulumi up`. After each recovery,
 every instance serves the image, the state agrees with the host on every instance and layer,
 the host holds nothing the state does not, and a second `up` changes nothing. Destroy at the
-end leaves nothing.
+end leaves nothing. The stack reaches libvirt by a URI set as a secret: no state file and no
+output of any run holds it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from .project import BIN, REPO
 
 VMROLE = "cloudservice:index:VmRole"
 POINTS = 8  # per series: the issue's "at least 8"
+# The local libvirtd by its socket: a URI of its own, to find if it leaks.
+SECRET_URI = "qemu+unix:///system?socket=/run/libvirt/libvirt-sock"
 IMAGES = {"v1": REPO / ".cache/images/web-v1.vhd", "v2": REPO / ".cache/images/web-v2.vhd"}
 
 
@@ -47,6 +50,7 @@ class Cli:
     def __init__(self, stack: auto.Stack) -> None:
         self.stack = stack
         self.env = {**os.environ, **stack.workspace.env_vars, "PULUMI_SKIP_UPDATE_CHECK": "1"}
+        self.printed: list[str] = []  # everything every run printed
 
     def argv(self, *args: str) -> list[str]:
         return [str(BIN / "pulumi"), *args, "--stack", self.stack.name, "--non-interactive"]
@@ -63,7 +67,7 @@ class Cli:
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             self.argv(*args),
             cwd=self.stack.workspace.work_dir,
             env=self.env,
@@ -71,6 +75,8 @@ class Cli:
             text=True,
             check=False,
         )
+        self.printed += [done.stdout, done.stderr]
+        return done
 
 
 def _descendants(pid: int) -> Iterator[int]:
@@ -167,12 +173,17 @@ def _recover(cli: Cli, sweep: Sweep) -> None:
     assert up.returncode == 0, up.stdout + up.stderr
 
 
-def test_every_kill_of_pulumi_or_the_provider_converges(stack: auto.Stack, host: Host) -> None:
+def test_every_kill_of_pulumi_or_the_provider_converges(
+    stack: auto.Stack, host: Host, tmp_path: Path
+) -> None:
+    stack.set_config("cloudservice:uri", auto.ConfigValue(SECRET_URI, secret=True))
     stack.set_config("webInstances", auto.ConfigValue("2"))
     stack.set_config("healthTimeoutSeconds", auto.ConfigValue("60"))
     stack.set_config("webImage", auto.ConfigValue(str(IMAGES["v1"])))
-    pool = stack.up().outputs["pool"].value
     cli = Cli(stack)
+    first = stack.up()
+    pool = first.outputs["pool"].value
+    cli.printed += [first.stdout, first.stderr]
 
     # How long an uninterrupted update takes, whole process: the span the kills are spread over.
     stack.set_config("webImage", auto.ConfigValue(str(IMAGES["v2"])))
@@ -188,7 +199,7 @@ def test_every_kill_of_pulumi_or_the_provider_converges(stack: auto.Stack, host:
             moment = span * (point + 0.5) / POINTS
             process = cli.start("up", "--yes", "--skip-preview")
             killed = _kill_at(process, target, moment)
-            process.communicate()
+            cli.printed.append(process.communicate()[0])
             sweep.kills += killed
             _recover(cli, sweep)
             role = _role(stack)
@@ -196,7 +207,9 @@ def test_every_kill_of_pulumi_or_the_provider_converges(stack: auto.Stack, host:
             problems = _disagreements(role, host, pool)
             sweep.leaked += problems
             assert problems == [], f"{target} killed at {moment:.1f} s"
-            again = stack.up().summary.resource_changes or {}
+            again_up = stack.up()
+            cli.printed += [again_up.stdout, again_up.stderr]
+            again = again_up.summary.resource_changes or {}
             assert set(again) == {"same"}, f"{target} killed at {moment:.1f} s: {again}"
             sweep.survived += killed
             image = "v2" if image == "v1" else "v1"
@@ -211,3 +224,9 @@ def test_every_kill_of_pulumi_or_the_provider_converges(stack: auto.Stack, host:
     stack.destroy()
     assert all(host.domain(name) is None for name in names)
     assert host.pool(pool) is None
+    leaked = [
+        f
+        for f in (tmp_path / "state").rglob("*")
+        if f.is_file() and SECRET_URI.encode() in f.read_bytes()
+    ]
+    assert leaked == [] and not any(SECRET_URI in text for text in cli.printed)
