@@ -220,7 +220,7 @@ def test_plan_reads_digests_of_packages_named_without_one(tmp_path: Path) -> Non
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.splitlines()[0] == "Web: rolling upgrade (package changed)"
     missing = run("plan", document("a.yaml", "v1.rpkg"), document("d.yaml", "gone.rpkg"))
-    assert missing.returncode == 1 and "no such package file" in missing.stderr
+    assert missing.returncode == 1 and f"{tmp_path / 'gone.rpkg'} does not exist" in missing.stderr
 
 
 def test_export_azure_round_trips_through_import(tmp_path: Path) -> None:
