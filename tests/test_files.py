@@ -82,3 +82,10 @@ def test_path_problems_in_the_users_words(
 def test_only_a_relative_path_is_not_absolute() -> None:
     assert path_problem("relative/file", absolute=True) == "relative/file is not an absolute path"
     assert path_problem("/no/such/file", absolute=True) == "/no/such/file does not exist"
+
+
+def test_an_output_in_a_missing_directory_is_named_as_given(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "out.bin"
+    with pytest.raises(FileNotFoundError, match="its directory does not exist") as info:
+        AtomicFile(out)
+    assert info.value.filename == str(out)

@@ -61,7 +61,12 @@ class AtomicFile:
         if os.path.isdir(self.path):  # found now, not after the whole output is written
             raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", self.path)
         _remove_stale(self.path)
-        self.partial, self.fd = _create_partial(self.path, mode)
+        try:
+            self.partial, self.fd = _create_partial(self.path, mode)
+        except OSError as exc:  # named by the output the user gave, not the partial file
+            missing = exc.errno == errno.ENOENT
+            why = "its directory does not exist" if missing else exc.strerror
+            raise OSError(exc.errno, why, self.path) from exc
         self._open = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
