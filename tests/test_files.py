@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from cloudservice.files import AtomicFile, partial_files, path_problem, write_atomically
+from cloudservice.files import (
+    AtomicFile,
+    partial_files,
+    path_problem,
+    why_unreadable,
+    write_atomically,
+)
 
 
 def test_a_committed_file_replaces_the_old_one_and_leaves_no_partial(tmp_path: Path) -> None:
@@ -89,3 +95,13 @@ def test_an_output_in_a_missing_directory_is_named_as_given(tmp_path: Path) -> N
     with pytest.raises(FileNotFoundError, match="its directory does not exist") as info:
         AtomicFile(out)
     assert info.value.filename == str(out)
+
+
+def test_why_a_path_could_not_be_opened(tmp_path: Path) -> None:
+    for path, why in (
+        (tmp_path / "gone", "does not exist"),
+        (tmp_path, "is a directory, not a file"),
+    ):
+        with pytest.raises(OSError) as info:
+            open(path, "rb")  # noqa: SIM115 (it fails)
+        assert why_unreadable(info.value) == why

@@ -23,7 +23,14 @@ import stat
 from types import TracebackType
 from typing import Self
 
-__all__ = ["PARTIAL_SUFFIX", "AtomicFile", "partial_files", "path_problem", "write_atomically"]
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "AtomicFile",
+    "partial_files",
+    "path_problem",
+    "why_unreadable",
+    "write_atomically",
+]
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -39,9 +46,7 @@ def path_problem(
     try:
         mode = os.stat(text).st_mode
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return f"{text} does not exist"
-        return f"{text} cannot be read: {exc.strerror}"
+        return f"{text} {why_unreadable(exc)}"
     if directory and not stat.S_ISDIR(mode):
         return f"{text} is a file, not a directory"
     if not directory and stat.S_ISDIR(mode):
@@ -49,6 +54,15 @@ def path_problem(
     if not directory and not stat.S_ISREG(mode):
         return f"{text} is not a regular file"
     return None
+
+
+def why_unreadable(exc: OSError) -> str:
+    """What an ``OSError`` about a user's path means, in their words: "does not exist", ..."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "does not exist"
+    if exc.errno == errno.EISDIR:
+        return "is a directory, not a file"
+    return f"cannot be read: {exc.strerror}"
 
 
 class AtomicFile:

@@ -129,7 +129,10 @@ def test_bad_usage_exits_2(args: tuple[str, ...]) -> None:
 
 def test_missing_input_file_exits_1(tmp_path: Path) -> None:
     result = run("validate", tmp_path / "nope.yaml")
-    assert result.returncode == 1 and "cannot read the file" in result.stderr
+    assert (
+        result.returncode == 1
+        and f"error: {tmp_path / 'nope.yaml'}: does not exist" in result.stderr
+    )
 
 
 def test_package_build_and_diff(tmp_path: Path) -> None:
