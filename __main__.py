@@ -29,9 +29,8 @@ from pathlib import Path
 
 import pulumi
 import pulumi_libvirt as libvirt
-from cloudservice.model import ModelError, load_spec
 
-from components import CloudService
+from components import CloudService, load_service
 
 # When an update fails, Pulumi's language host ends the program with SIGINT (the engine is done
 # with it); Python would print a KeyboardInterrupt traceback under the real error. Die quietly.
@@ -51,15 +50,13 @@ pool = libvirt.Pool(
 )
 
 service_file = Path(config.get("serviceFile") or "sample/service.yaml").resolve()
-try:
-    spec = load_spec(service_file)
-except ModelError as exc:
-    # A RunError is shown as one message, without a Python traceback.
-    raise pulumi.RunError(str(exc)) from None
+spec = load_service(service_file)  # a problem with the file is one line naming file and key
 web_image = config.get("webImage")
 web_instances = config.get_int("webInstances")
-counts = dict(config.get_object("instances") or {})
-if web_instances:
+counts = config.get_object("instances") or {}
+if not isinstance(counts, dict):
+    raise pulumi.RunError('stack config instances: give counts by role, e.g. {"Web": 3}')
+if web_instances is not None:
     counts["Web"] = web_instances
 images = {
     role: str(Path(path).resolve()) for role, path in (config.get_object("images") or {}).items()

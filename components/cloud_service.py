@@ -20,10 +20,15 @@ import pulumi
 from cloudservice.fabric import instance_address
 from cloudservice.model import (
     ModelError,
+    Problem,
+    RoleConfiguration,
     RoleDefinition,
     ServiceDefinition,
     ServiceSpec,
+    Sources,
+    ValidationProblems,
     build_package,
+    load_spec,
     validate_service,
 )
 from pulumi_cloudservice import (
@@ -38,7 +43,7 @@ from pulumi_cloudservice import (
     WebRole,
     WorkerRole,
 )
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 # Web and Worker role k takes host numbers ADDRESS_BASE + k * ADDRESS_BLOCK + i of the subnet.
 ADDRESS_BASE = 10
@@ -48,6 +53,37 @@ FIRST_ASSIGNED_PORT = 20000
 PACKAGE_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloudservice" / "packages"
 )
+
+
+def load_service(path: str | os.PathLike[str]) -> ServiceSpec:
+    """The service document at `path`, validated as the fabric would. A problem with it is one
+    line naming the file, the key and what is wrong (`pulumi.RunError`: no traceback)."""
+    try:
+        spec = load_spec(path)
+        validate_service(spec, Sources.document(str(path)))
+    except ModelError as exc:
+        raise pulumi.RunError(exc.one_line()) from None
+    return spec
+
+
+def _instance_counts(spec: ServiceSpec, overrides: Mapping[str, Any] | None) -> dict[str, int]:
+    """Each role's instance count: the configuration's, or the override given for the stack,
+    checked by the configuration's own rule."""
+    counts = {role.name: role.instances for role in spec.configuration.roles}
+    where = f"service {spec.definition.name}"
+    problems = []
+    for role, count in (overrides or {}).items():
+        if role not in counts:
+            known = ", ".join(counts)
+            problems.append(Problem(where, f"instances of {role}", f"no such role ({known})"))
+            continue
+        try:
+            counts[role] = RoleConfiguration(name=role, instances=count).instances
+        except ValidationError as exc:
+            problems += [Problem(where, f"instances of {role}", e["msg"]) for e in exc.errors()]
+    if problems:
+        raise pulumi.RunError(ValidationProblems(problems).one_line())
+    return counts
 
 
 def _endpoints(role: RoleDefinition) -> list[EndpointArgs]:
@@ -221,6 +257,10 @@ class CloudService(pulumi.ComponentResource):
     spec per role, for what differs per stack. `certificates` (thumbprint -> certificate and key
     as PEM, from the stack's secrets) fills the certificates roles define, as Azure's uploaded
     service certificates did.
+
+    A `spec` the fabric cannot run, or an instance count the configuration's rules refuse, is
+    one `pulumi.RunError` line naming each key and problem; `load_service` reads a document
+    so that they name its file.
     """
 
     roles: dict[str, VmRole | WebRole | WorkerRole]
@@ -243,7 +283,7 @@ class CloudService(pulumi.ComponentResource):
         front_door_ports: Mapping[str, int] | None = None,
         images: Mapping[str, str] | None = None,
         packages: Mapping[str, str] | None = None,
-        instance_counts: Mapping[str, int] | None = None,
+        instance_counts: Mapping[str, Any] | None = None,
         os_version: str | None = None,
         secret_settings: pulumi.Input[Mapping[str, Any]] | None = None,
         certificates: pulumi.Input[Mapping[str, str]] | None = None,
@@ -254,14 +294,13 @@ class CloudService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("cloudservice:index:CloudService", name, None, opts)
         try:
-            validate_service(spec)
+            validate_service(spec, Sources.document(f"service {spec.definition.name}"))
         except ModelError as exc:
-            # A RunError is shown as one message, without a Python traceback.
-            raise pulumi.RunError(f"service {spec.definition.name}: {exc}") from exc
+            # A RunError is shown as its message alone, without a Python traceback.
+            raise pulumi.RunError(exc.one_line()) from None
         self.spec, self.prefix, self.base_dir = spec, prefix, base_dir
         # Per-stack overrides: a release's image, an environment's instance count.
-        self.counts = {role.name: role.instances for role in spec.configuration.roles}
-        self.counts.update(instance_counts or {})
+        self.counts = _instance_counts(spec, instance_counts)
         child = pulumi.ResourceOptions(parent=self)
         common: dict[str, Any] = {
             key: value

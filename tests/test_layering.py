@@ -3,6 +3,8 @@
 model, vhd, virt, guestos, frontdoor  ->  fabric  ->  resources  ->  components  ->  programs
 
 agent stands apart: it runs inside the guest as the top-level package ``cloudservice_agent``.
+Below every layer but agent: ``cloudservice.files`` (user-given paths, atomic outputs), which
+imports only the standard library, and ``cloudservice.cli``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ ALLOWED: dict[str, tuple[set[str], bool]] = {
     "resources": ({"model", "vhd", "virt", "guestos", "frontdoor", "fabric"}, True),
     "agent": (set(), False),
 }
+# Modules of the top-level package that every layer (but agent, checked below) may import.
+SHARED = {"cli", "files"}
 
 
 def _imports(path: Path) -> Iterator[tuple[str, list[str]]]:
@@ -59,7 +63,7 @@ def test_imports_point_one_way(layer: str) -> None:
     for path in sorted((PACKAGE / layer).rglob("*.py")):
         for module, _ in _imports(path):
             other = _layer(module)
-            if other not in (None, layer) and other not in allowed and other != "cli":
+            if other not in (None, layer) and other not in allowed | SHARED:
                 wrong.append(f"{path.relative_to(REPO)} imports {module}")
             if module.split(".")[0] == "pulumi" and not pulumi_ok:
                 wrong.append(f"{path.relative_to(REPO)} imports pulumi")
@@ -115,3 +119,8 @@ def test_the_guest_agent_uses_only_itself_and_the_standard_library() -> None:
                 if module.split(".")[0] not in sys.stdlib_module_names:
                     wrong.append(f"{path.relative_to(REPO)} imports {module}")
     assert not wrong
+
+
+def test_the_shared_files_module_uses_only_the_standard_library() -> None:
+    modules = [module for module, _ in _imports(PACKAGE / "files.py")]
+    assert [m for m in modules if m.split(".")[0] not in sys.stdlib_module_names] == []

@@ -160,3 +160,95 @@ def test_a_role_directory_that_cannot_be_packaged_is_one_clear_error(
     spec = _spec([WORKER], [{"name": "Worker", "instances": 1}])
     with pytest.raises(pulumi.RunError, match=f"role Worker: cannot package {tmp_path}: "):
         _service(spec, network="net", cidr="10.9.0.0/24", packages={"Worker": str(tmp_path)})
+
+
+# -- a service document or per-stack value the fabric cannot run: one line, no traceback ----
+
+SAMPLE = (REPO / "sample" / "service.yaml").read_text()
+
+
+def _document(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in SAMPLE
+    path = tmp_path / "service.yaml"
+    path.write_text(SAMPLE.replace(old, new, 1))
+    return path
+
+
+def _run_error(call: Any) -> str:
+    with pytest.raises(pulumi.RunError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message  # one line
+    error = info.value  # with no other exception chained to it, to be shown under it
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    return message
+
+
+@pytest.mark.parametrize(
+    "old, new, problem",
+    [
+        (
+            "instances: 2",
+            "instances: 0",
+            "configuration.roles[Web].instances: Input should be greater than or equal to 1",
+        ),
+        (
+            "instances: 2",
+            "instances: two",
+            "configuration.roles[Web].instances: Input should be a valid integer",
+        ),
+        ("  serviceName: sample\n", "", "configuration.serviceName: Field required"),
+        ("updateDomainCount: 2", "updateDomainCount: [2]", "definition.updateDomainCount: "),
+        ("Worker: {package: roles/worker}", "Wroker: {package: roles/worker}", "artifacts.Wroker"),
+    ],
+)
+def test_a_bad_service_document_is_one_line_naming_file_key_and_problem(
+    tmp_path: Path, old: str, new: str, problem: str
+) -> None:
+    from components import load_service
+
+    path = _document(tmp_path, old, new)
+    assert _run_error(lambda: load_service(path)).startswith(f"{path}: {problem}")
+
+
+def test_every_problem_of_a_document_is_on_the_one_line(tmp_path: Path) -> None:
+    from components import load_service
+
+    path = tmp_path / "service.yaml"
+    path.write_text(SAMPLE.replace("instances: 2", "instances: 0").replace("instances: 1", "x: 1"))
+    message = _run_error(lambda: load_service(path))
+    assert message.startswith("3 problems: ")  # Web's count, Worker's and Legacy's "x"
+    assert f"{path}: configuration.roles[Web].instances: " in message
+    assert f"{path}: configuration.roles[Worker].x: Extra inputs are not permitted" in message
+
+
+def test_a_document_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
+    from components import load_service
+
+    path = tmp_path / "service.yaml"
+    path.write_text("definition: [unclosed\n  roles: {\n")
+    assert _run_error(lambda: load_service(path)).startswith(f"{path}: not valid YAML/JSON: ")
+
+
+def test_a_spec_made_in_code_names_the_service(mocks: Mocks) -> None:
+    spec = _spec([WORKER], [{"name": "Worker", "instances": 1}, {"name": "Ghost"}])
+    message = _run_error(lambda: _service(spec, network="net", cidr="10.9.0.0/24"))
+    assert message.startswith("service svc: configuration.roles[Ghost]")
+
+
+@pytest.mark.parametrize(
+    "counts, problem",
+    [
+        ({"Worker": 0}, "instances of Worker: Input should be greater than or equal to 1"),
+        ({"Worker": "two"}, "instances of Worker: Input should be a valid integer"),
+        ({"Wroker": 2}, "instances of Wroker: no such role (Worker)"),
+    ],
+)
+def test_a_bad_instance_count_override_is_one_line(
+    mocks: Mocks, counts: dict[str, Any], problem: str
+) -> None:
+    spec = _spec([WORKER], [{"name": "Worker", "instances": 1}])
+    message = _run_error(
+        lambda: _service(spec, network="net", cidr="10.9.0.0/24", instance_counts=counts)
+    )
+    assert message.startswith(f"service svc: {problem}")

@@ -232,7 +232,7 @@ def test_bad_values_in_both_files_are_reported_together(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
-    with pytest.raises(ValidationProblems, match="cannot read the file"):
+    with pytest.raises(ValidationProblems, match=f"{tmp_path / 'nope.csdef'}: does not exist"):
         import_azure(tmp_path / "nope.csdef", CSCFG)
 
 

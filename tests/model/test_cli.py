@@ -129,7 +129,10 @@ def test_bad_usage_exits_2(args: tuple[str, ...]) -> None:
 
 def test_missing_input_file_exits_1(tmp_path: Path) -> None:
     result = run("validate", tmp_path / "nope.yaml")
-    assert result.returncode == 1 and "cannot read the file" in result.stderr
+    assert (
+        result.returncode == 1
+        and f"error: {tmp_path / 'nope.yaml'}: does not exist" in result.stderr
+    )
 
 
 def test_package_build_and_diff(tmp_path: Path) -> None:
@@ -220,7 +223,7 @@ def test_plan_reads_digests_of_packages_named_without_one(tmp_path: Path) -> Non
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.splitlines()[0] == "Web: rolling upgrade (package changed)"
     missing = run("plan", document("a.yaml", "v1.rpkg"), document("d.yaml", "gone.rpkg"))
-    assert missing.returncode == 1 and "no such package file" in missing.stderr
+    assert missing.returncode == 1 and f"{tmp_path / 'gone.rpkg'} does not exist" in missing.stderr
 
 
 def test_export_azure_round_trips_through_import(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import cloudservice.model._package as package_module
 import pytest
+from cloudservice.files import partial_files
 from cloudservice.model import (
     PackageCorrupt,
     PackageError,
@@ -155,12 +156,34 @@ def test_build_refuses_what_reading_would_reject(
     with pytest.raises(UnsafePackageEntry, match=message):
         build_package(tree, tmp_path / "p.rpkg")
     assert not (tmp_path / "p.rpkg").exists()
-    assert not list(tmp_path.glob(".rolepkg-*"))  # no temporary file left behind
+    assert partial_files(tmp_path / "p.rpkg") == []  # no partial file left behind
 
 
-def test_build_needs_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(PackageError, match="not a directory"):
-        build_package(tmp_path / "missing", tmp_path / "p.rpkg")
+def test_build_needs_a_directory_that_exists(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(PackageError, match=f"^{missing} does not exist; give the role's dir"):
+        build_package(missing, tmp_path / "p.rpkg")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PackageError, match=f"^{tmp_path / 'file'} is a file, not a directory"):
+        build_package(tmp_path / "file", tmp_path / "p.rpkg")
+
+
+def test_reading_a_package_that_is_not_there_says_so(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=f"^{tmp_path / 'gone.rpkg'} does not exist"):
+        read_package(tmp_path / "gone.rpkg")
+    with pytest.raises(PackageError, match=f"^{tmp_path} is a directory, not a file"):
+        read_package(tmp_path)
+
+
+def test_a_build_into_its_own_directory_packages_neither_the_output_nor_partial_files(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / ".p.rpkg.0123456789ab.partial").write_bytes(b"left by a killed build")
+    build_package(tmp_path, tmp_path / "p.rpkg")
+    package = build_package(tmp_path, tmp_path / "p.rpkg")  # over the first one
+    assert [f.path for f in package.manifest.files] == ["app.py"]
+    assert partial_files(tmp_path / "p.rpkg") == []
 
 
 # ---------------------------------------------------------------- read

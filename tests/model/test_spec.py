@@ -61,5 +61,7 @@ def test_bad_documents_are_problems(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_missing_document_is_a_problem(tmp_path: Path) -> None:
-    with pytest.raises(ValidationProblems, match="cannot read the file"):
+    with pytest.raises(ValidationProblems, match=f"{tmp_path / 'missing.yaml'}: does not exist$"):
         load_spec(tmp_path / "missing.yaml")
+    with pytest.raises(ValidationProblems, match=f"{tmp_path}: is a directory, not a file$"):
+        load_spec(tmp_path)

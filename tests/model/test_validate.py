@@ -212,3 +212,17 @@ def test_problem_text() -> None:
     assert str(Problem("f.cscfg", "", "bad")) == "f.cscfg: bad"
     with pytest.raises(ModelUsageError):
         ValidationProblems([])
+
+
+def test_problems_on_one_line_for_a_pulumi_error() -> None:
+    problems = ValidationProblems(
+        [
+            Problem("a.yaml", "configuration.roles[Web].instances", "must be at least 1"),
+            Problem("a.yaml", "", "not valid YAML:\n  in line 3\n    column 2"),
+        ]
+    )
+    assert problems.one_line() == (
+        "2 problems: a.yaml: configuration.roles[Web].instances: must be at least 1;"
+        " a.yaml: not valid YAML: in line 3 column 2"
+    )
+    assert ValidationProblems(problems.problems[:1]).one_line() == str(problems.problems[0])

@@ -6,7 +6,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from cloudservice.resources._package_role import _check_certificates
+from cloudservice.resources._package_role import _check_certificates, _check_package
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,15 @@ def test_a_missing_certificate_says_how_to_add_it() -> None:
 def test_a_pem_without_a_certificate_is_refused() -> None:
     ((_, reason),) = _check_certificates([_certificate(pem="-----BEGIN PRIVATE KEY-----\n")])
     assert "no PEM certificate" in reason
+
+
+@pytest.mark.parametrize(
+    "path, problem",
+    [
+        ("web.cspkg", "web.cspkg is not an absolute path"),
+        ("/no/such/web.cspkg", "/no/such/web.cspkg does not exist"),  # absolute: not "relative"
+        ("/", "/ is a directory, not a file"),
+    ],
+)
+def test_a_package_path_that_cannot_be_read_says_why(path: str, problem: str) -> None:
+    assert _check_package(path) == ({}, problem)

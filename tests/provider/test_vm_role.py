@@ -37,7 +37,9 @@ def test_check_fills_in_the_image_digest_and_defaults(role: Driver) -> None:
     ("overrides", "prop", "reason"),
     [
         ({"vmSize": "Gigantic"}, "vmSize", "ExtraSmall"),  # the known sizes are listed
-        ({"image": "web.vhd"}, "image", "not an absolute path"),
+        ({"image": "web.vhd"}, "image", "web.vhd is not an absolute path"),
+        ({"image": "/no/such/web.vhd"}, "image", "/no/such/web.vhd does not exist"),
+        ({"image": "/"}, "image", "/ is a directory, not a file"),
         ({"image": __file__}, "image", "cookie"),  # not a VHD: the bad field is named
         ({"instanceCount": 0}, "instanceCount", "greater than or equal to 1"),
         ({"updateDomainCount": 21}, "updateDomainCount", "less than or equal to 20"),

@@ -66,7 +66,7 @@ def test_missing_parent(tmp_path: Path, base: Path) -> None:
     with pytest.raises(
         ParentNotFoundError,
         match=r"parent [0-9a-f-]{36} \(base.vhd\) not found;"
-        r" tried .*base.vhd.*; pass it with --parent",
+        r" tried .*base.vhd.*; put the parent disk at one of those paths, or give its path$",
     ):
         open_image(child)
     with open_image(child, resolve_parent=False) as c:  # info works without the parent
@@ -81,7 +81,8 @@ def test_parent_with_other_unique_id(tmp_path: Path, base: Path) -> None:
     with pytest.raises(
         ParentMismatchError,
         match=r"parent unique id is [0-9a-f-]{36} \(.*other.vhd\) but the child"
-        r" was made against [0-9a-f-]{36}",
+        r" was made against [0-9a-f-]{36}: .*other.vhd is not its parent; use the disk it was"
+        r" made from$",
     ):
         open_image(child, parent=tmp_path / "other.vhd")
     os.replace(tmp_path / "other.vhd", base)  # same name, different disk

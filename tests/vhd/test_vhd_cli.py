@@ -86,6 +86,16 @@ def test_mismatched_parent_exits_1(tmp_path: Path, parent_vhd: Path, new_raw: Pa
     assert "parent unique id is" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_manifest_of_a_raw_image_cannot_be_a_parent(tmp_path: Path, new_raw: Path) -> None:
+    assert run("vhd", "manifest", new_raw, "-o", tmp_path / "raw.json").returncode == 0
+    proc = run("vhd", "diff", tmp_path / "raw.json", new_raw, "-o", tmp_path / "c.vhd")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "records no VHD unique id" in proc.stderr
+    assert "make the manifest from the parent VHD" in proc.stderr
+    assert "parent_unique_id" not in proc.stderr and "parent_path" not in proc.stderr
+    assert not (tmp_path / "c.vhd").exists()
+
+
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
     assert run("vhd", "diff", "only-one-arg").returncode == 2
     assert run("vhd").returncode == 2

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from .. import vhd
+from ..files import write_atomically
 from ..model import Model
 from ..virt import Host, ObjectNotFound, VolumeInfo, VolumeSpec
 
@@ -113,13 +114,6 @@ def _cache_dir() -> Path:
 
 def _cached(layer: Layer) -> Path:
     return _cache_dir() / f"{layer.image_sha256}.json"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Whole or not at all: a reader never sees a half-written cache entry."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-    os.replace(f.name, path)
 
 
 def _index(volume: str) -> int:
@@ -345,7 +339,7 @@ class ImageChain:
         """The layer's record, on the host (the truth, written last) and in the local cache."""
         document = _record(layer, manifest)
         self.host.upload_bytes(self.pool, _manifest_volume(layer.volume), document)
-        _write_atomically(_cached(layer), document)
+        write_atomically(_cached(layer), document)
 
     def _load_manifest(self, layer: Layer) -> vhd.BlockManifest | None:
         """The layer's block manifest: the cached record when it is this layer's, else the
@@ -359,5 +353,5 @@ class ImageChain:
                 return None
             if not _describes(document, layer):
                 return None
-            _write_atomically(cached, document)
+            write_atomically(cached, document)
         return vhd.BlockManifest.from_json(json.loads(document)["manifest"])

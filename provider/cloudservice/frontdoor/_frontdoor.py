@@ -32,6 +32,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ..files import write_atomically
 from ._runtime import RuntimeApi, parse_servers_state
 from ._specs import FrontDoorSpec
 from .config import Files, render
@@ -336,14 +337,8 @@ def _alerts(output: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (a temporary file renamed over it), mode 0600."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    """Write `text` to `path` atomically, mode 0600."""
+    write_atomically(path, text.encode(), mode=0o600)
 
 
 def _signal(pids: list[int], signum: signal.Signals) -> None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..files import AtomicFile
 from . import bootdisk
 from ._catalog import Catalog, OsVersion, locked
 from ._scripts import GUEST_INIT, INITRAMFS_INIT, SYSLINUX_CFG, UDHCPC_SCRIPT
@@ -375,9 +376,8 @@ def build(opts: BuildOptions) -> BuildResult:
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="build-") as tmp:
         work = Path(tmp)
         if same and not opts.force:  # the same bytes under another version: copy, no build
-            copy = image.with_name(f".{image.name}.tmp")
-            shutil.copyfile(same[-1].image_path, copy)
-            copy.rename(image)
+            with AtomicFile(image) as copy:
+                shutil.copyfile(same[-1].image_path, copy.partial)
             pkgs_digest, pkg_count = same[-1].packages_digest, same[-1].package_count
         else:
             pkgs_digest, pkg_count = _build_image(

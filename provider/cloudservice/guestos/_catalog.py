@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..files import write_atomically
 from .bootdisk import cache_root
 from .errors import UnknownOsVersion
 
@@ -78,17 +78,7 @@ class Catalog(BaseModel):
         """Write atomically: readers see the old document or the new one, never a partial."""
         path = path or catalog_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; the catalog is no secret
-            with os.fdopen(fd, "w") as f:
-                f.write(self.model_dump_json(indent=2) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, (self.model_dump_json(indent=2) + "\n").encode())
 
     def families(self) -> list[str]:
         return sorted({v.family for v in self.versions})

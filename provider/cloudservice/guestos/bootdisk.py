@@ -2,10 +2,11 @@
 
 Shared by the guest OS builder (`_build.py`) and the VM-role test images
 (`toolchain/testimage/build.py`, which runs under the system python3): this module imports
-only the standard library. Every step is deterministic for fixed inputs and a fixed `epoch`:
-kernel modules in dependency order from `modinfo`, a reproducible initramfs (sorted newc cpio,
-fixed owners and mtimes, no gzip timestamp), FAT written by `mkfs.fat --offset` + mtools, a
-syslinux boot sector, a Python-written MBR and a dynamic VHD whose footer time and id are fixed.
+only the standard library (and `cloudservice.files`, which does too). Every step is
+deterministic for fixed inputs and a fixed `epoch`: kernel modules in dependency order from
+`modinfo`, a reproducible initramfs (sorted newc cpio, fixed owners and mtimes, no gzip
+timestamp), FAT written by `mkfs.fat --offset` + mtools, a syslinux boot sector, a
+Python-written MBR and a dynamic VHD whose footer time and id are fixed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..files import AtomicFile
 from .errors import BuildError
 
 __all__ = [
@@ -343,14 +345,14 @@ def to_vhd(raw: Path, vhd: Path, unique_seed: str, epoch: int) -> None:
 
     The footer's unique id is derived from `unique_seed` and the raw bytes.
     """
-    tmp = vhd.with_name(f".{vhd.name}.tmp")
-    run([
-        "qemu-img", "convert", "-f", "raw", "-O", "vpc",
-        "-o", "subformat=dynamic,force_size=on", raw, tmp,
-    ])  # fmt: skip
-    unique_id = hashlib.sha256(f"{unique_seed}:{sha256_file(raw)}".encode()).digest()[:16]
-    normalize_vhd_footer(tmp, unique_id, epoch)
-    tmp.rename(vhd)
+    with AtomicFile(vhd) as out:
+        partial = Path(out.partial)
+        run([
+            "qemu-img", "convert", "-f", "raw", "-O", "vpc",
+            "-o", "subformat=dynamic,force_size=on", raw, partial,
+        ])  # fmt: skip
+        unique_id = hashlib.sha256(f"{unique_seed}:{sha256_file(raw)}".encode()).digest()[:16]
+        normalize_vhd_footer(partial, unique_id, epoch)
 
 
 def normalize_vhd_footer(vhd: Path, unique_id: bytes, epoch: int) -> None:

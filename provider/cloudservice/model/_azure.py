@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from ..files import why_unreadable
 from ._base import problems_from
 from ._configuration import ServiceConfiguration, reveal
 from ._definition import ExecutionContext, RoleDefinition, RoleKind, ServiceDefinition
@@ -451,7 +452,7 @@ def _read(path: str | os.PathLike[str]) -> bytes:
             )
         return file.read_bytes()
     except OSError as exc:
-        raise ValidationProblems([Problem(str(path), "", f"cannot read the file: {exc}")]) from exc
+        raise ValidationProblems([Problem(str(path), "", why_unreadable(exc))]) from exc
 
 
 class _Collect:

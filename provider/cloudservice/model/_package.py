@@ -23,7 +23,6 @@ import os
 import posixpath
 import re
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import IO, Literal
 
 from pydantic import Field, ValidationError
 
+from ..files import AtomicFile, path_problem
 from ._base import Model
 from ._definition import StartupTask
 from ._spec import ServiceSpec
@@ -193,19 +193,19 @@ class _SourceEntry:
     link_target: str | None = None
 
 
-def _walk(root: Path, exclude: Path | None) -> Iterator[_SourceEntry]:
+def _walk(root: Path, exclude: set[Path]) -> Iterator[_SourceEntry]:
     """Files and links under ``root``, sorted, whatever order the directory lists them."""
     with os.scandir(root) as listing:
         entries = sorted(listing, key=lambda entry: entry.name)
     for entry in entries:
         full = Path(entry.path)
-        if exclude is not None and full.absolute() == exclude:
+        if full.absolute() in exclude:
             continue
         yield from _walk_entry(entry, full, root, exclude)
 
 
 def _walk_entry(
-    entry: os.DirEntry[str], full: Path, root: Path, exclude: Path | None
+    entry: os.DirEntry[str], full: Path, root: Path, exclude: set[Path]
 ) -> Iterator[_SourceEntry]:
     if entry.is_symlink():
         yield _SourceEntry(entry.path, full, os.readlink(full))
@@ -230,7 +230,7 @@ def _hash_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _collect(source: Path, exclude: Path | None) -> tuple[list[PackageFile], list[PackageLink]]:
+def _collect(source: Path, exclude: set[Path]) -> tuple[list[PackageFile], list[PackageLink]]:
     files: list[PackageFile] = []
     links: list[PackageLink] = []
     registry = _NameRegistry(str(source))
@@ -273,28 +273,21 @@ def build_package(
 ) -> RolePackage:
     """Build a package of everything under ``source_dir`` and write it to ``output``.
 
-    The output is written to a temporary file and renamed, so a failed build leaves no
-    partial package behind.
+    The output is written under a partial name and renamed when complete, so a failed or
+    killed build leaves no partial package behind (or the previous one, unchanged).
     """
     source = Path(source_dir)
-    if not source.is_dir():
-        raise PackageError(f"{source}: not a directory; give the role's directory")
+    if problem := path_problem(source, directory=True):
+        raise PackageError(f"{problem}; give the role's directory")
     target = Path(output).absolute()
-    files, links = _collect(source, exclude=target)
-    manifest = PackageManifest(
-        entry_point=entry_point, startup_tasks=list(startup_tasks), files=files, links=links
-    )
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".rolepkg-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            _write_archive(raw, source, manifest)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    with AtomicFile(target) as out, open(out.fd, "wb", closefd=False) as raw:
+        # The output (and its partial file) may be inside the directory: never packaged.
+        files, links = _collect(source, exclude={target, Path(out.partial)})
+        manifest = PackageManifest(
+            entry_point=entry_point, startup_tasks=list(startup_tasks), files=files, links=links
+        )
+        _write_archive(raw, source, manifest)
     return read_package(target)
 
 
@@ -487,8 +480,8 @@ def _check_against_manifest(scan: _Scan, where: str) -> PackageManifest:
 def read_package(path: str | os.PathLike[str], limits: PackageLimits | None = None) -> RolePackage:
     """Check every entry of the package at ``path`` and return its manifest and digest."""
     package_path = Path(path)
-    if not package_path.is_file():
-        raise PackageError(f"{package_path}: no such package file")
+    if problem := path_problem(package_path):
+        raise PackageError(f"{problem}: give a role package file")
     scan = _scan(package_path, limits or PackageLimits())
     manifest = _check_against_manifest(scan, str(package_path))
     size, digest = _hash_file(package_path)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SecretStr, model_validator
 
+from ..files import why_unreadable
 from ._base import Model, validate_as
 from ._configuration import RoleConfiguration, ServiceConfiguration
 from ._definition import ServiceDefinition
@@ -134,8 +135,10 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationProblems([Problem(source, "", f"cannot read the file: {exc}")]) from exc
+    except OSError as exc:
+        raise ValidationProblems([Problem(source, "", why_unreadable(exc))]) from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationProblems([Problem(source, "", f"not UTF-8 text: {exc}")]) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

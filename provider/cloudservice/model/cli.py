@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-# Only the errors here: the pydantic models, the Azure reader, packages and the planner are
-# imported by the subcommands that use them.
+# Only the errors and the file helpers here: the pydantic models, the Azure reader, packages and
+# the planner are imported by the subcommands that use them.
+from ..files import write_atomically
 from .errors import ModelError, Problem, ValidationProblems
 
 if TYPE_CHECKING:
@@ -164,11 +164,9 @@ def _import_azure(args: argparse.Namespace) -> int:
 
 
 def _write_private(path: Path, text: str | bytes) -> None:
-    # The file holds secret values in clear: create it readable by its owner only.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already exists
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(text.encode("utf-8") if isinstance(text, str) else text)
+    # The file holds secret values in clear: readable by its owner only, from its creation.
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    write_atomically(path, data, mode=0o600)
 
 
 @_reports_problems
@@ -181,7 +179,7 @@ def _export_azure(args: argparse.Namespace) -> int:
     validate_service(spec, Sources.document(args.document))
     directory = Path(args.output)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "ServiceDefinition.csdef").write_bytes(export_csdef(spec.definition))
+    write_atomically(directory / "ServiceDefinition.csdef", export_csdef(spec.definition))
     _write_private(
         directory / "ServiceConfiguration.cscfg", export_cscfg(spec.configuration, spec.artifacts)
     )

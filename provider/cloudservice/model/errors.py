@@ -53,6 +53,10 @@ class Problem:
 class ModelError(Exception):
     """Root of every error raised by ``cloudservice.model``."""
 
+    def one_line(self) -> str:
+        """The message on one line, for where an error must be one (a Pulumi program's)."""
+        return _single_line(str(self))
+
 
 class ModelUsageError(ModelError, RuntimeError):
     """The model's API was misused (not the user's input): fix the calling code."""
@@ -69,6 +73,11 @@ class ValidationProblems(ModelError, ValueError):
         count = len(self.problems)
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{lines}")
+
+    def one_line(self) -> str:
+        """``file: key.path: what is wrong``, for each problem, joined by "; "."""
+        found = "; ".join(_single_line(str(problem)) for problem in self.problems)
+        return found if len(self.problems) == 1 else f"{len(self.problems)} problems: {found}"
 
 
 class AzureFormatError(ValidationProblems):
@@ -107,3 +116,8 @@ class PackageTooLarge(PackageError):
 
 class PackageCorrupt(PackageError):
     """The file is not a role package, or its content disagrees with its manifest. Rebuild it."""
+
+
+def _single_line(text: str) -> str:
+    # A parser's message may span lines (PyYAML's does): one space for each run of whitespace.
+    return " ".join(text.split())

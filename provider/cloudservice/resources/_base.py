@@ -8,7 +8,6 @@ diff both read it (a role reads the model's update rules, `model.ROLE_RULES`).
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -181,15 +180,6 @@ def observed_changes(state: Model, live: Observed) -> dict[str, Any]:
     if len(live.instances) != len(getattr(state, "instances", [])):
         changes["instance_count"] = max(len(live.instances), 1)
     return changes
-
-
-def local_file_problem(path: str) -> str | None:
-    """Why `path` cannot be read as the user's file, in their words; None when it can."""
-    if not os.path.isabs(path):
-        return f"{path} is not an absolute path"
-    if not os.path.isfile(path):
-        return f"{path} does not exist or is not a file"
-    return None
 
 
 M = TypeVar("M", bound=Model)

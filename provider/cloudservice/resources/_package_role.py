@@ -10,13 +10,13 @@ import json
 from typing import Any
 
 from .. import fabric
+from ..files import path_problem
 from ..model import ModelError, read_package
 from ._base import (
     Failures,
     PartialFailure,
     RoleResource,
     combined,
-    local_file_problem,
     observed_changes,
     part,
 )
@@ -36,7 +36,7 @@ class PackageRoleState(PackageRoleArgs, fabric.PackageRoleDeployment):
 def _check_package(path: Any) -> tuple[dict[str, Any], str | None]:
     if not isinstance(path, str):
         return {}, None
-    if problem := local_file_problem(path):
+    if problem := path_problem(path, absolute=True):
         return {}, problem
     try:
         package = read_package(path)

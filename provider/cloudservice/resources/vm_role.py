@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fabric, vhd
+from ..files import path_problem
 from ..model import (
     change_kind,
 )
@@ -19,7 +20,6 @@ from ._base import (
     PartialFailure,
     RoleResource,
     combined,
-    local_file_problem,
     observed_changes,
     part,
 )
@@ -51,7 +51,7 @@ class VmRole(RoleResource[VmRoleArgs, VmRoleState]):
         image = inputs.get("image")
         if not isinstance(image, str) or "image" in unknown:
             return inputs, failures
-        if problem := local_file_problem(image):
+        if problem := path_problem(image, absolute=True):
             return inputs, [*failures, ("image", problem)]
         try:
             with vhd.open_image(image, format="vhd", resolve_parent=False) as opened:

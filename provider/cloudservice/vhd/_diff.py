@@ -129,8 +129,9 @@ def diff_against_manifest(
     name = parent_path or manifest.name
     if uid is None or not name:
         raise ImageUsageError(
-            "the manifest records no parent unique id or name (it was made from a non-VHD);"
-            " pass parent_unique_id= and parent_path="
+            f"manifest of {manifest.name or 'an image'}: it records no VHD unique id or name"
+            " (it was made from a raw or qcow2 image), and a differencing VHD must name its"
+            " parent's; make the manifest from the parent VHD (cloudservice vhd manifest)"
         )
     _same_size(manifest.virtual_size, new, "manifest")
     ref = ParentRef(

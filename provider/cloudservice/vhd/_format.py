@@ -183,8 +183,9 @@ def parse_footer(buf: bytes, at: int, *, strict: bool = True) -> Footer:
     want = checksum(buf[:FOOTER_SIZE], 64)
     if stored_sum != want and strict:
         raise ChecksumError(
-            f"footer checksum at offset {at + 64} is 0x{stored_sum:08x}, computed 0x{want:08x}"
-            " (open with strict=False to accept it)",
+            f"footer checksum at offset {at + 64} is 0x{stored_sum:08x}, computed 0x{want:08x}:"
+            " the footer is damaged (an interrupted or corrupted copy, usually); copy the image"
+            " again from its source",
             field="checksum",
             offset=at + 64,
             value=stored_sum,
@@ -364,7 +365,8 @@ def parse_header(buf: bytes, at: int, footer: Footer, *, strict: bool = True) ->
     if stored_sum != want and strict:
         raise ChecksumError(
             f"dynamic header checksum at offset {at + 36} is 0x{stored_sum:08x}, computed"
-            f" 0x{want:08x} (open with strict=False to accept it)",
+            f" 0x{want:08x}: the header is damaged (an interrupted or corrupted copy, usually);"
+            " copy the image again from its source",
             field="checksum",
             offset=at + 36,
             value=stored_sum,

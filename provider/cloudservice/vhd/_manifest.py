@@ -24,9 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..files import write_atomically
 from ._image import Image, is_zero
 from ._walk import data_blocks, read_block
-from .errors import ManifestError
+from .errors import ImageIOError, ManifestError
 
 MANIFEST_FORMAT = "cloudservice-vhd-manifest"
 MANIFEST_VERSION = 1
@@ -102,8 +103,14 @@ class BlockManifest:
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_json(), fh, separators=(",", ":"))
+        """Write the JSON form to ``path`` atomically (the old file or the new, never half)."""
+        text = json.dumps(self.to_json(), separators=(",", ":"))
+        try:
+            write_atomically(path, text.encode("utf-8"))
+        except OSError as exc:
+            raise ImageIOError(
+                exc.errno, f"cannot write manifest: {exc.strerror}", os.fspath(path)
+            ) from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BlockManifest:

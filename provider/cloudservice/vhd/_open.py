@@ -130,7 +130,8 @@ def _parse_vhd(path: str, fd: int, writable: bool, strict: bool) -> VhdImage:
             raise TruncatedImageError(
                 f"no footer at the end of the file (cookie at offset {size - FOOTER_SIZE} is"
                 f" {tail[:8]!r}) though offset 0 holds a {footer.type_name} footer copy: the file"
-                " is truncated or its end is damaged (strict=False reads it from the copy)",
+                " is truncated or its end is damaged (an interrupted copy, usually); copy the"
+                " image again from its source",
                 field="cookie",
                 offset=size - FOOTER_SIZE,
                 value=tail[:8],
@@ -216,7 +217,7 @@ def verify_parent(child: DifferencingImage, parent: Image) -> None:
     if got != want:
         raise ParentMismatchError(
             f"{child.path}: parent unique id is {got} ({parent.path}) but the child was made"
-            f" against {want}: give the right parent with --parent / parent="
+            f" against {want}: {parent.path} is not its parent; use the disk it was made from"
         )
     if parent.virtual_size != child.virtual_size:
         raise ParentMismatchError(
@@ -239,7 +240,8 @@ def find_parent(child: DifferencingImage) -> str:
     raise ParentNotFoundError(
         f"{child.path}: parent {uuid.UUID(bytes=child.parent_unique_id)}"
         f" ({child.header.parent_name or 'no name recorded'}) not found; tried"
-        f" {', '.join(dict.fromkeys(tried)) or 'nothing'}; pass it with --parent / parent="
+        f" {', '.join(dict.fromkeys(tried)) or 'nothing'}; put the parent disk at one of those"
+        " paths, or give its path"
     )
 
 

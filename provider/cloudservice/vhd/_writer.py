@@ -1,6 +1,6 @@
 """Writing new VHD files in one streaming pass.
 
-A new file is built under a temporary name next to the target and renamed into place only
+A new file is built under a partial name next to the target and renamed into place only
 when complete, so a crash never leaves a half-written image under the real name.  Inside the
 temp file the order is still qemu's: blocks (bitmap + data) -> footer -> fsync -> BAT and
 header -> fsync -> rename -> fsync of the directory.  Memory is the BAT (4 bytes a block)
@@ -129,9 +129,9 @@ class VhdWriter(NewFile):
             )
         bits = self.full_bitmap() if bitmap is None else bitmap
         try:
-            os.pwritev(self._fd, [bits, data], self._next)
+            os.pwritev(self.fd, [bits, data], self._next)
         except OSError as exc:
-            raise ImageIOError(exc.errno, f"write failed: {exc.strerror}", self._tmp) from exc
+            raise ImageIOError(exc.errno, f"write failed: {exc.strerror}", self.path) from exc
         self._bat[index] = self._next // SECTOR
         self._next += self._bitmap_size + self.block_size
 

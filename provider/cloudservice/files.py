@@ -1,0 +1,187 @@
+"""Files the user names: why an input path cannot be used, and outputs written atomically.
+
+Every package may import this module (it uses only the standard library); each turns the
+``OSError`` raised here into its own errors at its boundary.
+
+An output is built under a partial name beside it, ``.<name>.<random>.partial``, fsynced and
+renamed over ``<name>`` only when complete, so a crash or a ``kill -9`` at any moment leaves
+at ``<name>`` what was there before or the whole new file, never part of one. A writer holds
+an exclusive ``flock`` on its partial file for as long as it lives (the kernel drops it when
+the process dies, however it dies), so the next writer of the same output can tell a killed
+run's partial files, which it deletes, from a running one's, which it leaves alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import secrets
+import stat
+from types import TracebackType
+from typing import Self
+
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "AtomicFile",
+    "partial_files",
+    "path_problem",
+    "why_unreadable",
+    "write_atomically",
+]
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def path_problem(
+    path: str | os.PathLike[str], *, directory: bool = False, absolute: bool = False
+) -> str | None:
+    """Why ``path`` cannot be read as the user's file (or ``directory``), in their words;
+    None when it can. ``absolute``: a relative path is a problem of its own."""
+    text = os.fspath(path)
+    if absolute and not os.path.isabs(text):
+        return f"{text} is not an absolute path"
+    try:
+        mode = os.stat(text).st_mode
+    except OSError as exc:
+        return f"{text} {why_unreadable(exc)}"
+    if directory and not stat.S_ISDIR(mode):
+        return f"{text} is a file, not a directory"
+    if not directory and stat.S_ISDIR(mode):
+        return f"{text} is a directory, not a file"
+    if not directory and not stat.S_ISREG(mode):
+        return f"{text} is not a regular file"
+    return None
+
+
+def why_unreadable(exc: OSError) -> str:
+    """What an ``OSError`` about a user's path means, in their words: "does not exist", ..."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "does not exist"
+    if exc.errno == errno.EISDIR:
+        return "is a directory, not a file"
+    return f"cannot be read: {exc.strerror}"
+
+
+class AtomicFile:
+    """An output file built under a partial name: ``commit()`` fsyncs it and renames it over
+    ``path``; ``abort()`` (or an exception leaving a ``with`` block) deletes it. Write through
+    ``fd``, ``write()``, or (another program) the path ``partial``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o644) -> None:
+        self.path = os.fspath(path)
+        if os.path.isdir(self.path):  # found now, not after the whole output is written
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", self.path)
+        _remove_stale(self.path)
+        try:
+            self.partial, self.fd = _create_partial(self.path, mode)
+        except OSError as exc:  # named by the output the user gave, not the partial file
+            missing = exc.errno == errno.ENOENT
+            why = "its directory does not exist" if missing else exc.strerror
+            raise OSError(exc.errno, why, self.path) from exc
+        self._open = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` (at the file position)."""
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def commit(self) -> int:
+        """fsync, rename over ``path``, fsync the directory; returns the file size."""
+        try:
+            os.fsync(self.fd)
+            size = os.fstat(self.fd).st_size
+            os.replace(self.partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._close()
+        _fsync_directory(self.path)
+        return size
+
+    def abort(self) -> None:
+        if self._open:
+            self._close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.partial)
+
+    def _close(self) -> None:
+        self._open = False
+        os.close(self.fd)  # also drops the lock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is not None:
+            self.abort()
+        elif self._open:
+            self.commit()
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """``path`` holds ``data``, or (after a crash) what it held before. ``mode`` 0o600 for
+    secrets: the file never exists with wider permissions, not even briefly."""
+    with AtomicFile(path, mode=mode) as out:
+        out.write(data)
+
+
+def partial_files(path: str | os.PathLike[str]) -> list[str]:
+    """The partial files of output ``path`` there are now (running writers' and dead ones')."""
+    head, tail = os.path.split(os.path.abspath(path))
+    pattern = re.compile(rf"\.{re.escape(tail)}\.[0-9a-f]{{12}}{re.escape(PARTIAL_SUFFIX)}")
+    try:
+        names = os.listdir(head)
+    except OSError:
+        return []
+    return sorted(os.path.join(head, name) for name in names if pattern.fullmatch(name))
+
+
+def _create_partial(path: str, mode: int) -> tuple[str, int]:
+    head, tail = os.path.split(os.path.abspath(path))
+    while True:
+        partial = os.path.join(head, f".{tail}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _is_at(fd, partial):
+            return partial, fd
+        os.close(fd)  # another writer's clean-up took it between open and flock: a new name
+
+
+def _remove_stale(path: str) -> None:
+    """Delete the partial files of ``path`` that no living writer holds. Best effort: one
+    that cannot be deleted (another user's) stays, and only costs disk space."""
+    for partial in partial_files(path):
+        try:
+            fd = os.open(partial, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+            if _is_at(fd, partial):
+                os.unlink(partial)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _is_at(fd: int, path: str) -> bool:
+    try:
+        at, opened = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (at.st_dev, at.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
