@@ -320,27 +320,16 @@ def drop_instance(host: Host, pool: str, name: str, network: ServiceNetwork | No
         host.release_address(network.name, network.mac(name))
 
 
-def instance_alive(host: Host, pool: str, instance: Instance) -> bool:
-    """Its domain runs on its overlay (a domain stopped outside Pulumi is not serving)."""
-    domain = host.domain(instance.name)
-    return (
-        domain is not None
-        and domain.running
-        and host.volume(pool, f"{instance.name}.qcow2") is not None
-    )
-
-
 def instance_names_on_host(
-    host: Host, pool: str, role: str, recorded: Iterable[str], layers: Iterable[str]
+    host: Host, pool: str, role: str, recorded: Iterable[str], ours: Callable[[str], bool]
 ) -> set[str]:
     """The role's instances on the host: the recorded ones, and any whose overlay outlived a
-    refresh that dropped them; not one whose domain runs on another role's disks (a role of
-    another kind that took the same name)."""
+    refresh that dropped them; not one whose domain runs on a layer that is not `ours` (a role
+    of another kind that took the same name)."""
     pattern = re.compile(rf"^({re.escape(role)}-\d+)\.qcow2$")
     leftovers = {m.group(1) for v in host.volume_names(pool) if (m := pattern.match(v))}
-    ours = set(layers)
     return {
         name
         for name in {*recorded, *leftovers}
-        if (domain := host.domain(name)) is None or domain.metadata.get("layer") in ours
+        if (domain := host.domain(name)) is None or ours(domain.metadata.get("layer", ""))
     }

@@ -161,28 +161,43 @@ class ImageChain:
     def layer_name(self, index: int, fmt: str) -> str:
         return f"{self.role}-l{index}.{'vhd' if fmt == 'vpc' else 'qcow2'}"
 
+    def owns(self, volume: str) -> bool:
+        """Whether `volume` is named as one of this chain's layers."""
+        return self._pattern.match(volume) is not None
+
     def on_host(self) -> tuple[list[Layer], list[str]]:
         """The role's complete layers on the host, read from their records (base first), and
-        the volumes an interrupted upload left: layers without a record, records without a
-        layer."""
+        the layer volumes an interrupted upload left: layers without a record, records without
+        a layer (named by their layer)."""
         names = set(self.host.volume_names(self.pool))
-        complete, partial = [], []
-        for volume in sorted(n for n in names if self._pattern.match(n)):
-            layer = self._recorded(volume) if _manifest_volume(volume) in names else None
-            if layer is None:
-                partial.append(volume)
-            else:
-                complete.append(layer)
-        volumes = {layer.volume for layer in complete}
-        partial += [
-            name
+        volumes = {name for name in names if self.owns(name)}
+        recorded = {name for name in volumes if _manifest_volume(name) in names}
+        # Records whose layer is gone are leftovers too, named by their layer.
+        orphans = {
+            described
             for name in names
             if name.endswith(".manifest.json")
-            and self._pattern.match(name.removesuffix(".manifest.json"))
-            and name.removesuffix(".manifest.json") not in volumes
-            and name.removesuffix(".manifest.json") not in partial
-        ]
+            and self.owns(described := name.removesuffix(".manifest.json"))
+            and described not in volumes
+        }
+        complete: list[Layer] = []
+        partial = sorted((volumes - recorded) | orphans)
+        for volume in sorted(recorded):
+            read = self._recorded(volume)
+            if read is None:
+                partial.append(volume)
+            else:
+                complete.append(read)
         return sorted(complete, key=lambda layer: _index(layer.volume)), sorted(partial)
+
+    def remove(self, layers: Sequence[Layer]) -> None:
+        """Delete every layer of the chain on the host (recorded in `layers`, complete or
+        partial), then the local cache's records of them."""
+        found, partial = self.on_host()
+        volumes = {layer.volume for layer in [*layers, *found]} | set(partial)
+        for volume in sorted(volumes, reverse=True):
+            self.delete(volume)
+        self.forget([*layers, *found])
 
     def reconcile(self, layers: Sequence[Layer], repair: bool) -> list[Layer]:
         """The chain as the host holds it, base first: each complete layer as its record on the
@@ -199,7 +214,7 @@ class ImageChain:
                 chain.append(layer)
         if repair:
             for volume in partial:
-                self.delete(volume.removesuffix(".manifest.json"))
+                self.delete(volume)
         return chain
 
     def _recorded(self, volume: str) -> Layer | None:
@@ -331,9 +346,6 @@ class ImageChain:
             cached = _cached(layer)
             if cached.exists() and _describes(cached.read_bytes(), layer):
                 cached.unlink()
-
-    def present(self, layers: Sequence[Layer]) -> list[Layer]:
-        return [layer for layer in layers if self.host.volume(self.pool, layer.volume)]
 
     def _store_record(self, layer: Layer, manifest: vhd.BlockManifest) -> None:
         """The layer's record, on the host (the truth, written last) and in the local cache."""

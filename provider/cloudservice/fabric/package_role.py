@@ -311,17 +311,13 @@ class PackageRole:
     def remove(self, deployment: PackageRoleDeployment) -> None:
         """Delete the role's instances, packages and OS layers, recorded or left over."""
         pool, prefix = self.spec.pool, self.spec.name
-        found, partial = self.chain.on_host()
-        layers = {layer.volume for layer in [*deployment.layers, *found]}
         recorded = [i.name for i in deployment.instances]
-        for name in instance_names_on_host(self.host, pool, prefix, recorded, layers):
+        for name in instance_names_on_host(self.host, pool, prefix, recorded, self.chain.owns):
             drop_instance(self.host, pool, name, self.network)
         for volume in self.host.volume_names(pool):
             if self._package_pattern.match(volume):
                 self.host.delete_volume(pool, volume)
-        for volume in sorted(layers | set(partial), reverse=True):
-            self.chain.delete(volume.removesuffix(".manifest.json"))
-        self.chain.forget([*deployment.layers, *found])
+        self.chain.remove(deployment.layers)
 
     # -- change --------------------------------------------------------------------------------
 

@@ -134,16 +134,12 @@ class VmRole:
     def remove(self, deployment: VmRoleDeployment) -> None:
         """Delete the role's instances and layers, recorded or left by an interrupted run."""
         pool = self.spec.pool
-        found, partial = self.chain.on_host()
-        layers = {layer.volume for layer in [*deployment.layers, *found]}
-        names = instance_names_on_host(
-            self.host, pool, self.spec.name, [i.name for i in deployment.instances], layers
-        )
-        for name in names:
+        recorded = [i.name for i in deployment.instances]
+        for name in instance_names_on_host(
+            self.host, pool, self.spec.name, recorded, self.chain.owns
+        ):
             drop_instance(self.host, pool, name, self.network)
-        for volume in sorted(layers | set(partial), reverse=True):
-            self.chain.delete(volume.removesuffix(".manifest.json"))
-        self.chain.forget([*deployment.layers, *found])
+        self.chain.remove(deployment.layers)
 
     # -- change --------------------------------------------------------------------------------
 
