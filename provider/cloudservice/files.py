@@ -1,4 +1,5 @@
-"""Files the user names: why an input path cannot be used, and outputs written atomically.
+"""Files: why an input path cannot be used, outputs written atomically, digests, and what of
+a file is data (for sparse copies).
 
 Every package may import this module (it uses only the standard library); each turns the
 ``OSError`` raised here into its own errors at its boundary.
@@ -16,23 +17,31 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
 __all__ = [
     "PARTIAL_SUFFIX",
     "AtomicFile",
+    "data_bytes",
     "partial_files",
     "path_problem",
+    "sha256_of_file",
+    "sparse_sections",
     "why_unreadable",
     "write_atomically",
 ]
 
 PARTIAL_SUFFIX = ".partial"
+_SECTOR = 512  # the granularity of a sparse copy's data map
+_ZERO_SECTOR = bytes(_SECTOR)
+_SPARSE_CHUNK = 4 * 1024 * 1024
 
 
 def path_problem(
@@ -54,6 +63,83 @@ def path_problem(
     if not directory and not stat.S_ISREG(mode):
         return f"{text} is not a regular file"
     return None
+
+
+def sha256_of_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The file's data regions, (start, end), as the filesystem reports them (SEEK_DATA and
+    SEEK_HOLE). Both move the descriptor's position: readers of `fd` use `os.pread`."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nothing but a hole from `offset` to the end
+                return
+            if exc.errno == errno.EINVAL:  # a filesystem that cannot tell: all of it is data
+                yield offset, size
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        offset = end
+
+
+def _sector_runs(chunk: bytes) -> Iterator[tuple[bool, int]]:
+    """`chunk` as runs of data and of all-zero 512-byte sectors, in order: (is_data, length)."""
+    start, run_is_data = 0, True
+    for offset in range(0, len(chunk), _SECTOR):
+        sector = chunk[offset : offset + _SECTOR]
+        is_data = sector != _ZERO_SECTOR[: len(sector)]
+        if offset and is_data != run_is_data:
+            yield run_is_data, offset - start
+            start = offset
+        run_is_data = is_data
+    if len(chunk) > start:
+        yield run_is_data, len(chunk) - start
+
+
+def sparse_sections(fd: int) -> Iterator[memoryview | int]:
+    """The file as a sparse stream carries it, in order: data (its bytes) or a hole (its length).
+
+    Holes are the file's own and the runs of all-zero 512-byte sectors in its data, merged
+    when they touch: a copy into a fresh file that reads zeros there is the same file. Data is
+    read once, a chunk at a time (so a long data run is not scanned whole before it is sent).
+    """
+    size = os.fstat(fd).st_size
+    position = hole = 0
+    for start, end in _data_extents(fd, size):
+        hole += start - position
+        for offset in range(start, end, _SPARSE_CHUNK):
+            chunk = os.pread(fd, min(_SPARSE_CHUNK, end - offset), offset)
+            view, at = memoryview(chunk), 0
+            for is_data, length in _sector_runs(chunk):
+                if not is_data:
+                    hole += length
+                else:
+                    if hole:
+                        yield hole
+                        hole = 0
+                    yield view[at : at + length]
+                at += length
+        position = end
+    hole += size - position
+    if hole:
+        yield hole
+
+
+def data_bytes(path: str | os.PathLike[str]) -> int:
+    """The bytes of data a sparse copy of the file carries (see `sparse_sections`)."""
+    with open(path, "rb") as reader:
+        return sum(len(s) for s in sparse_sections(reader.fileno()) if not isinstance(s, int))
 
 
 def why_unreadable(exc: OSError) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from cloudservice import vhd
-from cloudservice.fabric._layers import ImageChain, Layer, file_sha256
+from cloudservice.fabric import scan_release
+from cloudservice.fabric._layers import ImageChain, Layer
 from cloudservice.virt import Host, PoolSpec, VolumeSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def chain(host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def _released(chain: ImageChain, image: Path, layers: list[Layer]) -> tuple[Layer, list[Layer]]:
-    return chain.release(str(image), file_sha256(image), layers, max_depth=4)
+    return chain.release(scan_release(str(image)), str(image), layers, max_depth=4)
 
 
 def _same_disk(layer: Layer, image: Path) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,16 +12,21 @@ import pytest
 from cloudservice.vhd import (
     BlockManifest,
     ChainError,
+    ImageUsageError,
     ManifestError,
     coalesce,
     diff_against_manifest,
     diff_images,
+    layer_from_manifests,
     make_manifest,
     open_image,
     qcow2_overlay_from_manifest,
+    scan_image,
     write_qcow2_overlay,
 )
 from vhd_helpers import MIB, libvhdi_sha256, qemu_img, qemu_json, sha256_file
+
+ZERO_PAGE = hashlib.sha256(bytes(4096)).digest()[:16]
 
 
 @pytest.fixture
@@ -29,14 +36,18 @@ def parent_vhd(tmp_path: Path, base_raw: Path) -> Path:
     return tmp_path / "parent.vhd"
 
 
-def test_manifest_lists_data_blocks_with_sha256(parent_vhd: Path, tmp_path: Path) -> None:
+def test_manifest_lists_page_digests_of_data_blocks(parent_vhd: Path, tmp_path: Path) -> None:
     with open_image(parent_vhd) as img:
         manifest = make_manifest(img)
         uid = img.info().unique_id
     doc = json.loads(json.dumps(manifest.to_json()))
     assert doc["unique_id"] == uid and doc["block_size"] == 2 * MIB
     assert sorted(map(int, doc["blocks"])) == [0, 1, 5, 31]
-    assert all(len(d) == 64 for d in doc["blocks"].values())
+    # 512 pages of 4 KiB per 2 MiB block, 16 bytes of SHA-256 each
+    assert all(len(base64.b64decode(d)) == 512 * 16 for d in doc["blocks"].values())
+    block1 = base64.b64decode(doc["blocks"]["1"])
+    data_pages = [p for p in range(512) if block1[p * 16 : p * 16 + 16] != ZERO_PAGE]
+    assert data_pages == [1, 2]  # the 8 KiB written at 2 MiB + 4 KiB
     manifest.save(tmp_path / "m.json")
     assert BlockManifest.load(tmp_path / "m.json") == manifest
 
@@ -68,13 +79,14 @@ def test_overlay_from_child_is_compared_identical_by_qemu(
         result = write_qcow2_overlay(child, tmp_path / "over.qcow2")
     assert result.blocks_changed == 3
     _check_overlay(tmp_path / "over.qcow2", "parent.vhd", new_raw)
-    # only changed clusters: 1 (block 0) + 2 zero clusters (block 5) + 1 (block 20, 5 pages)
+    # only changed pages: 1 (block 0) + 32 now zero (block 5) + 5 (block 20), 6 of them data
     allocated = [
         e
         for e in qemu_json("map", tmp_path / "over.qcow2")  # type: ignore[union-attr]
         if e["depth"] == 0 and e["present"]
     ]
-    assert sum(e["length"] for e in allocated) == 4 * 65536
+    assert sum(e["length"] for e in allocated) == 38 * 4096
+    assert sum(e["length"] for e in allocated if e["data"]) == 6 * 4096
 
 
 def test_overlay_from_manifest(tmp_path: Path, parent_vhd: Path, new_raw: Path) -> None:
@@ -115,49 +127,73 @@ def _check_overlay(overlay: Path, backing: str, want_raw: Path) -> None:
     assert "Images are identical" in out.stdout
 
 
+_V2 = {"format": "cloudservice-vhd-manifest", "version": 2, "hash": "sha256-128", "page_size": 4096}
+
+
 @pytest.mark.parametrize(
     "doc, message",
     [
         ({"format": "x"}, "not a block manifest"),
         (
-            {"format": "cloudservice-vhd-manifest", "version": 2, "hash": "sha256"},
-            "unsupported manifest version 2",
+            {"format": "cloudservice-vhd-manifest", "version": 1, "hash": "sha256"},
+            r"unsupported manifest version 1 .*make it again with `cloudservice vhd manifest`",
+        ),
+        ({**_V2, "virtual_size": 4096, "block_size": 3000, "blocks": {}}, "block_size 3000"),
+        (
+            {**_V2, "virtual_size": 8192, "block_size": 4096, "blocks": {"2": "A" * 24}},
+            r"block index '2' is not in 0..1",
         ),
         (
-            {
-                "format": "cloudservice-vhd-manifest",
-                "version": 1,
-                "hash": "sha256",
-                "virtual_size": 4096,
-                "block_size": 3000,
-                "blocks": {},
-            },
-            "block_size 3000",
+            {**_V2, "virtual_size": 8192, "block_size": 4096, "blocks": {"0": "zz"}},
+            "block 0: its page digests must be 16 bytes in base64",
         ),
         (
-            {
-                "format": "cloudservice-vhd-manifest",
-                "version": 1,
-                "hash": "sha256",
-                "virtual_size": 4096,
-                "block_size": 4096,
-                "blocks": {"1": "00" * 32},
-            },
-            r"block index '1' is not in 0..0",
-        ),
-        (
-            {
-                "format": "cloudservice-vhd-manifest",
-                "version": 1,
-                "hash": "sha256",
-                "virtual_size": 4096,
-                "block_size": 4096,
-                "blocks": {"0": "zz"},
-            },
-            "is not sha256 hex",
+            {**_V2, "virtual_size": 8192, "block_size": 8192, "blocks": {"0": "A" * 24}},
+            "block 0: its page digests must be 32 bytes in base64",
         ),
     ],
 )
 def test_bad_manifests_are_refused(doc: object, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         BlockManifest.from_json(doc)
+
+
+def test_page_diff_between_manifests_reads_only_changed_pages(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
+    """The provider's path: both manifests known, the layer built from the changed pages."""
+    with open_image(parent_vhd) as p, open_image(new_raw) as n:
+        parent, (target, _sha) = make_manifest(p), scan_image(n)
+        result = layer_from_manifests(
+            parent, target, n, tmp_path / "over.qcow2", backing_file="parent.vhd"
+        )
+    assert (result.blocks_changed, result.bytes_changed) == (3, 38 * 4096)
+    assert result.bytes_read == 6 * 4096 + 32 * 4096  # the changed pages, nothing else
+    assert list(parent.changed_blocks(target)) == [
+        (0, [2]),
+        (5, list(range(16, 48))),
+        (20, [3, 4, 5, 6, 7]),
+    ]
+    _check_overlay(tmp_path / "over.qcow2", "parent.vhd", new_raw)
+
+
+def test_scan_digests_the_file_it_reads(tmp_path: Path, parent_vhd: Path) -> None:
+    with open_image(parent_vhd) as img:
+        manifest, sha = scan_image(img)
+        assert manifest == make_manifest(img)
+    assert sha == sha256_file(parent_vhd)
+
+
+def test_a_file_changed_after_its_scan_is_not_shipped(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
+    with open_image(parent_vhd) as p, open_image(new_raw) as n:
+        parent, (target, _sha) = make_manifest(p), scan_image(n)
+    with open(new_raw, "r+b") as fh:  # block 20's new data changes again
+        fh.seek(40 * MIB + 12288)
+        fh.write(b"\xff" * 4096)
+    with (
+        open_image(new_raw) as n,
+        pytest.raises(ImageUsageError, match=r"changed after it was scanned \(block 20, page 3"),
+    ):
+        layer_from_manifests(parent, target, n, tmp_path / "over.qcow2", backing_file="p.vhd")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import filecmp
 import io
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +69,70 @@ def test_overwrite_with_a_smaller_file_keeps_name_and_path(
     second = host.overwrite_volume(pool.name, VolumeSpec(name="v", capacity=4), small)
     assert second.path == first.path and second.capacity == 4
     assert _download(host, pool.name, "v") == b"tiny"
+
+
+def _run(*command: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(command)}: {done.stderr or done.stdout}"
+
+
+def test_sparse_upload_sends_only_the_data_of_a_qcow2_layer(
+    host: Host, pool: PoolSpec, tmp_path: Path
+) -> None:
+    # The base sits in the pool, so the layer's backing is reachable there, as on a host.
+    base_source = tmp_path / "base.raw"
+    with open(base_source, "wb") as writer:
+        writer.truncate(64 * 1024 * 1024)
+        writer.write(b"\x11" * 65536)
+    base = host.upload_volume(
+        pool.name, VolumeSpec(name="base.raw", capacity=64 * 1024 * 1024), base_source
+    )
+    layer = tmp_path / "layer.qcow2"
+    _run(
+        "qemu-img", "create", "-q", "-f", "qcow2", "-o", "extended_l2=on",
+        "-b", base.path, "-F", "raw", str(layer),
+    )  # fmt: skip
+    _run("qemu-io", "-c", "write -P 0x22 8k 4k", "-c", "write -P 0x33 40M 4k", str(layer))
+    size, allocated = layer.stat().st_size, layer.stat().st_blocks * 512
+    before = host.bytes_uploaded, host.holes_uploaded, host.hole_bytes_uploaded
+
+    spec = VolumeSpec(name="layer.qcow2", capacity=64 * 1024 * 1024, format="qcow2")
+    info = host.upload_volume(pool.name, spec, layer, sparse=True)
+
+    sent = host.bytes_uploaded - before[0]
+    holes, hole_bytes = host.holes_uploaded - before[1], host.hole_bytes_uploaded - before[2]
+    assert 0 < sent <= allocated and sent * 10 < size  # the 4 KiB writes and the metadata
+    assert holes > 0 and sent + hole_bytes == size
+    uploaded = Path(info.path)
+    assert uploaded.stat().st_size == size
+    assert filecmp.cmp(layer, uploaded, shallow=False)  # the bytes as they are, holes as zeros
+    _run("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", str(layer), str(uploaded))
+    listed = host.volume(pool.name, "layer.qcow2")
+    assert listed is not None and listed.format == "qcow2" == info.format  # libvirt probed it
+    assert listed.capacity == 64 * 1024 * 1024  # the virtual size, read from the header
+
+
+def test_sparse_upload_of_holes_and_zeros_sends_no_data(
+    host: Host, pool: PoolSpec, tmp_path: Path
+) -> None:
+    source = tmp_path / "zeros.raw"
+    size = 5 * 1024 * 1024 + 100  # ends in a hole, and in a part of a sector
+    with open(source, "wb") as writer:
+        writer.write(bytes(1024 * 1024))  # zeros the filesystem holds as data
+        writer.truncate(size)
+        os.fsync(writer.fileno())
+    before = host.bytes_uploaded, host.holes_uploaded, host.hole_bytes_uploaded
+
+    info = host.upload_volume(
+        pool.name, VolumeSpec(name="zeros", capacity=size), source, sparse=True
+    )
+
+    assert host.bytes_uploaded == before[0]
+    assert (host.holes_uploaded, host.hole_bytes_uploaded) == (before[1] + 1, before[2] + size)
+    uploaded = Path(info.path)
+    assert uploaded.stat().st_size == size and info.format == "raw"
+    assert uploaded.stat().st_blocks == 0
+    assert _download(host, pool.name, "zeros") == bytes(size)
 
 
 def test_uploading_over_an_existing_volume_is_refused(

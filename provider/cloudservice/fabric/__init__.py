@@ -11,9 +11,10 @@ provider's resources are thin handlers over this package.
 from ._guest import AgentStatus, read_status
 from ._health import Probe, ProbeAnswer, free_loopback_port, probe_once, wait_healthy
 from ._instances import Endpoint, Instance, InstanceTemplate, ServiceNetwork, instance_address
-from ._layers import Layer, file_sha256
+from ._layers import Layer
 from ._placement import Wave, rollout_waves, update_domain_of
 from ._rollout import HealthGate, Progress, roll, scale
+from ._scans import Scan, scan_release
 from .errors import FabricError, GateFailed, RolloutStopped
 from .front_door import (
     BackendServer,
@@ -66,7 +67,8 @@ __all__ = [
     "VmRoleDeployment",
     "VmRoleSpec",
     "Wave",
-    "file_sha256",
+    "Scan",
+    "scan_release",
     "free_loopback_port",
     "probe_once",
     "roll",

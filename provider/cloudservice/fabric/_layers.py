@@ -14,9 +14,9 @@ release is uploaded whole as a new base (the chain is coalesced).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,11 +27,11 @@ from typing import Literal
 from pydantic import model_validator
 
 from .. import vhd
-from ..files import write_atomically
+from ..files import data_bytes, sha256_of_file, write_atomically
 from ..model import Model
 from ..virt import Host, ObjectNotFound, VolumeInfo, VolumeSpec
-
-_HASH_CHUNK = 1 << 20
+from ._cache import cache_dir
+from ._scans import Scan
 
 
 class Layer(Model):
@@ -66,14 +66,6 @@ class Layer(Model):
         )
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _Digest:
     """A sink that only hashes: what a volume's bytes digest to, fetched from the host."""
 
@@ -105,15 +97,8 @@ def _manifest_volume(layer_volume: str) -> str:
     return f"{layer_volume}.manifest.json"
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("CLOUDSERVICE_CACHE") or Path.home() / ".cache" / "cloudservice"
-    path = Path(root) / "manifests"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _cached(layer: Layer) -> Path:
-    return _cache_dir() / f"{layer.image_sha256}.json"
+    return cache_dir("manifests") / f"{layer.image_sha256}.json"
 
 
 def _index(volume: str) -> int:
@@ -124,8 +109,12 @@ def _next_index(layers: Sequence[Layer]) -> int:
     return max((_index(layer.volume) for layer in layers), default=-1) + 1
 
 
-def _record(layer: Layer, manifest: vhd.BlockManifest) -> bytes:
-    return json.dumps({"layer": layer.wire(), "manifest": manifest.to_json()}).encode()
+def _record(layer: Layer, manifest: vhd.BlockManifest | vhd.ManifestChanges) -> bytes:
+    """A layer's record: the layer, with its image's whole manifest (a base, and every entry
+    of the local cache) or the changes from its backing layer's (a layer on the host: its
+    record's size follows the change, and travels with it)."""
+    key = "manifest" if isinstance(manifest, vhd.BlockManifest) else "changes"
+    return json.dumps({"layer": layer.wire(), key: manifest.to_json()}).encode()
 
 
 def _describes(document: bytes, layer: Layer) -> bool:
@@ -135,6 +124,20 @@ def _describes(document: bytes, layer: Layer) -> bool:
     except (ValueError, KeyError, TypeError):
         return False
     return recorded == layer
+
+
+@contextmanager
+def _layer_file(
+    path: str, top: Layer, parent: vhd.BlockManifest, target: vhd.BlockManifest, name: str
+) -> Iterator[tuple[Path, vhd.DiffResult]]:
+    """The layer that takes `top` (whose manifest is `parent`) to the release at `path`
+    (whose manifest is `target`), in a temporary directory: only the changed pages are read."""
+    with _open_release(path, top) as opened, tempfile.TemporaryDirectory() as work:
+        overlay = Path(work) / name
+        result = vhd.layer_from_manifests(
+            parent, target, opened, overlay, backing_file=top.path, backing_format=top.format
+        )
+        yield overlay, result
 
 
 @contextmanager
@@ -233,100 +236,105 @@ class ImageChain:
         return digest.sha256.hexdigest() == layer.uploaded_sha256
 
     def release(
-        self, image: str, sha: str, layers: Sequence[Layer], max_depth: int
+        self, image: Scan, path: str, layers: Sequence[Layer], max_depth: int
     ) -> tuple[Layer, list[Layer]]:
         """The release's layer (found on the host, or uploaded), and the chain with it."""
-        known = next((layer for layer in layers if layer.image_sha256 == sha), None)
+        known = next((layer for layer in layers if layer.image_sha256 == image.sha256), None)
         if known is not None:
             # Already on the host: a stopped rollout carrying on, or a rollback.
             return known, list(layers)
-        manifest = None
-        if layers and len(ancestry(layers, layers[-1].volume)) < max_depth:
-            manifest = self._load_manifest(layers[-1])
-        if manifest is None:  # a new chain, a coalesce, or no record to diff against
-            layer = self.upload_base(image, sha, index=_next_index(layers))
+        parent = self._parent_manifest(layers, max_depth)
+        if parent is None:  # a new chain, a coalesce, or no record to diff against
+            layer = self.upload_base(image, path, index=_next_index(layers))
         else:
-            layer = self._upload_layer(image, sha, layers[-1], manifest, _next_index(layers))
+            layer = self._upload_layer(image, path, layers[-1], parent, _next_index(layers))
         return layer, [*layers, layer]
 
-    def upload_base(self, image: str, sha: str, index: int = 0) -> Layer:
+    def upload_base(self, image: Scan, path: str, index: int = 0) -> Layer:
         """Upload a whole image as the bottom of a new chain (first deploy, or a coalesce)."""
-        with vhd.open_image(image, format="vhd") as opened:
+        with vhd.open_image(path, format="vhd", resolve_parent=False) as opened:
             info = opened.info()
-            if info.type == "differencing":
-                raise vhd.ImageUsageError(
-                    f"{image} is a differencing VHD: the first release of a role needs a whole "
-                    "image (fixed or dynamic)"
-                )
-            manifest = vhd.make_manifest(opened)
+        if info.type == "differencing":
+            raise vhd.ImageUsageError(
+                f"{path} is a differencing VHD: the first release of a role needs a whole "
+                "image (fixed or dynamic)"
+            )
         volume = self.layer_name(index, "vpc")
-        size = Path(image).stat().st_size
-        uploaded = self._upload(volume, VolumeSpec(name=volume, capacity=size, format="vpc"), image)
+        size = Path(path).stat().st_size
+        before = self.host.bytes_uploaded
+        uploaded = self._upload(volume, VolumeSpec(name=volume, capacity=size, format="vpc"), path)
         layer = Layer(
             volume=volume,
             format="vpc",
             path=uploaded.path,
-            image_sha256=sha,
+            image_sha256=image.sha256,
             unique_id=info.unique_id,
             virtual_size=info.virtual_size,
-            uploaded_bytes=size,
-            blocks_changed=manifest.block_count,
-            uploaded_sha256=sha,  # a whole image goes up as it is
+            uploaded_bytes=self.host.bytes_uploaded - before,
+            blocks_changed=image.manifest.block_count,
+            uploaded_sha256=image.sha256,  # a whole image goes up as it is
         )
-        self._store_record(layer, manifest)
+        self._store_record(layer, image.manifest, image.manifest)
         return layer
 
     def _upload_layer(
-        self, image: str, sha: str, top: Layer, manifest: vhd.BlockManifest, index: int
+        self, image: Scan, path: str, top: Layer, parent: vhd.BlockManifest, index: int
     ) -> Layer:
-        """Diff the release against the top layer's manifest and upload only what changed."""
+        """Upload a layer of the pages where the release differs from the top layer."""
         volume = self.layer_name(index, "qcow2")
-        with _open_release(image, top) as opened, tempfile.TemporaryDirectory() as work:
-            overlay = Path(work) / volume
-            result = vhd.qcow2_overlay_from_manifest(
-                manifest, opened, overlay, backing_file=top.path, backing_format=top.format
-            )
-            new_manifest = vhd.make_manifest(opened)
-            unique_id = opened.info().unique_id
-            spec = VolumeSpec(name=volume, capacity=manifest.virtual_size, format="qcow2")
-            uploaded = self._upload(volume, spec, str(overlay))
-            uploaded_sha256 = file_sha256(overlay)
+        with _layer_file(path, top, parent, image.manifest, volume) as (overlay, result):
+            spec = VolumeSpec(name=volume, capacity=parent.virtual_size, format="qcow2")
+            before = self.host.bytes_uploaded
+            uploaded = self._upload(volume, spec, str(overlay), sparse=True)
+            uploaded_sha256 = sha256_of_file(overlay)
         layer = Layer(
             volume=volume,
             format="qcow2",
             backing=top.volume,
             path=uploaded.path,
-            image_sha256=sha,
-            unique_id=unique_id,
-            virtual_size=manifest.virtual_size,
-            uploaded_bytes=result.file_size,
+            image_sha256=image.sha256,
+            unique_id=image.manifest.unique_id,
+            virtual_size=parent.virtual_size,
+            uploaded_bytes=self.host.bytes_uploaded - before,
             blocks_changed=result.blocks_changed,
             uploaded_sha256=uploaded_sha256,
         )
-        self._store_record(layer, new_manifest)
+        self._store_record(layer, image.manifest.changes_since(parent), image.manifest)
         return layer
 
-    def _upload(self, volume: str, spec: VolumeSpec, source: str) -> VolumeInfo:
+    def _upload(
+        self, volume: str, spec: VolumeSpec, source: str, sparse: bool = False
+    ) -> VolumeInfo:
         """Upload a layer's bytes; a leftover of that name (no record: incomplete) goes first."""
         self.delete(volume)
-        return self.host.upload_volume(self.pool, spec, Path(source))
+        return self.host.upload_volume(self.pool, spec, Path(source), sparse=sparse)
 
-    def preview(self, image: str, sha: str, layers: Sequence[Layer]) -> str:
-        """Blocks changed and bytes to upload, computed as the release would, uploading nothing."""
-        if any(layer.image_sha256 == sha for layer in layers):
+    def preview(self, image: Scan, path: str, layers: Sequence[Layer], max_depth: int) -> str:
+        """Pages changed and bytes to upload, computed as the release would, uploading nothing."""
+        if any(layer.image_sha256 == image.sha256 for layer in layers):
             return "image already on the host: 0 bytes to upload"
-        top = layers[-1]
-        manifest = self._load_manifest(top)
-        if manifest is None:
-            return f"image: no record of {top.volume} to diff against: uploaded whole"
-        with _open_release(image, top) as opened, tempfile.TemporaryDirectory() as work:
-            result = vhd.qcow2_overlay_from_manifest(
-                manifest, opened, Path(work) / "preview.qcow2", backing_file=top.path
-            )
+        parent = self._parent_manifest(layers, max_depth)
+        if parent is None:
+            size = Path(path).stat().st_size
+            why = "a new image chain" if not layers else f"no record of {layers[-1].volume}"
+            return f"image: {why}: uploaded whole, {size} bytes"
+        with _layer_file(path, layers[-1], parent, image.manifest, "preview.qcow2") as (
+            overlay,
+            result,
+        ):
+            streamed = data_bytes(overlay)
         return (
-            f"image: {result.blocks_changed} of {result.blocks_total} blocks changed, "
-            f"{result.file_size} bytes to upload"
+            f"image: {result.bytes_changed // vhd.PAGE} pages changed in {result.blocks_changed}"
+            f" of {result.blocks_total} blocks ({result.bytes_changed} bytes),"
+            f" {streamed} bytes to upload"
         )
+
+    def _parent_manifest(self, layers: Sequence[Layer], max_depth: int) -> vhd.BlockManifest | None:
+        """The top layer's manifest, to diff a release against; None for a new chain, a
+        chain at its depth limit (coalesced by uploading whole) or a top without a record."""
+        if not layers or len(ancestry(layers, layers[-1].volume)) >= max_depth:
+            return None
+        return self._load_manifest(layers[-1], layers)
 
     def keep(self, layers: Sequence[Layer], needed: set[str]) -> list[Layer]:
         """Delete the layers not in `needed` (no instance reads through them); the rest."""
@@ -347,23 +355,41 @@ class ImageChain:
             if cached.exists() and _describes(cached.read_bytes(), layer):
                 cached.unlink()
 
-    def _store_record(self, layer: Layer, manifest: vhd.BlockManifest) -> None:
-        """The layer's record, on the host (the truth, written last) and in the local cache."""
-        document = _record(layer, manifest)
-        self.host.upload_bytes(self.pool, _manifest_volume(layer.volume), document)
-        write_atomically(_cached(layer), document)
+    def _store_record(
+        self,
+        layer: Layer,
+        on_host: vhd.BlockManifest | vhd.ManifestChanges,
+        manifest: vhd.BlockManifest,
+    ) -> None:
+        """The layer's record, on the host (the truth, written last) and in the local cache
+        (with the whole manifest, so the next release needs no walk down the chain)."""
+        self.host.upload_bytes(self.pool, _manifest_volume(layer.volume), _record(layer, on_host))
+        write_atomically(_cached(layer), _record(layer, manifest))
 
-    def _load_manifest(self, layer: Layer) -> vhd.BlockManifest | None:
-        """The layer's block manifest: the cached record when it is this layer's, else the
-        host's (cached again); None when neither describes it (never a wrong diff)."""
+    def _load_manifest(self, layer: Layer, layers: Sequence[Layer]) -> vhd.BlockManifest | None:
+        """The layer's manifest: the cached record when it is this layer's, else built from
+        the host's records (the layer's changes over its backing layer's manifest, down to a
+        whole one) and cached; None when a record is missing or describes another layer
+        (never a wrong diff)."""
         cached = _cached(layer)
         document = cached.read_bytes() if cached.exists() else b""
-        if not _describes(document, layer):
-            try:
-                document = self.host.download_bytes(self.pool, _manifest_volume(layer.volume))
-            except ObjectNotFound:
-                return None
+        if _describes(document, layer):
+            with contextlib.suppress(vhd.ManifestError, KeyError):
+                return vhd.BlockManifest.from_json(json.loads(document)["manifest"])
+        try:
+            document = self.host.download_bytes(self.pool, _manifest_volume(layer.volume))
             if not _describes(document, layer):
                 return None
-            write_atomically(cached, document)
-        return vhd.BlockManifest.from_json(json.loads(document)["manifest"])
+            recorded = json.loads(document)
+            if "manifest" in recorded:
+                manifest = vhd.BlockManifest.from_json(recorded["manifest"])
+            else:
+                below = next((x for x in layers if x.volume == layer.backing), None)
+                parent = self._load_manifest(below, layers) if below else None
+                if parent is None:
+                    return None
+                manifest = parent.updated(vhd.ManifestChanges.from_json(recorded["changes"]))
+        except (ObjectNotFound, vhd.ManifestError, KeyError):
+            return None  # no record, or an older engine's: the release is uploaded whole
+        write_atomically(cached, _record(layer, manifest))
+        return manifest

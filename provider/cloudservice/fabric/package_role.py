@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..files import sha256_of_file
 from ..model import Model, ModelError, diff_packages, read_package
 from ..virt import AttachedDisk, Host, HypervisorError, VolumeInfo
 from ._guest import (
@@ -56,10 +57,11 @@ from ._instances import (
     observed_instances,
     start_instance,
 )
-from ._layers import ImageChain, Layer, file_sha256, needed_by
+from ._layers import ImageChain, Layer, needed_by
 from ._placement import rollout_waves
 from ._rollout import HealthGate, Progress, RecordedGate, roll, scale
 from ._rotation import Rotation, leaving_in_turn
+from ._scans import scan_release
 from .errors import FabricError, RolloutStopped
 
 
@@ -170,7 +172,7 @@ class PackageRoleSpec(RoleSpec):
         return self
 
     def sha256(self) -> str:
-        return self.package_sha256 or file_sha256(Path(self.package))
+        return self.package_sha256 or sha256_of_file(self.package)
 
     def package_volume_name(self) -> str:
         """The package's medium on the host: one per package version, shared by instances."""
@@ -366,7 +368,7 @@ class PackageRole:
     # -- internals -----------------------------------------------------------------------------
 
     def _os_sha256(self) -> str:
-        return self.spec.os_image_sha256 or file_sha256(Path(self.spec.os_image_path()))
+        return self.spec.os_image_sha256 or scan_release(self.spec.os_image_path()).sha256
 
     def _os_layer_of(self, deployment: PackageRoleDeployment) -> Layer | None:
         sha = self._os_sha256()
@@ -471,8 +473,8 @@ class PackageRole:
     def _rollout(self, deployment: PackageRoleDeployment) -> PackageRoleDeployment:
         streamed_before, started = self.host.bytes_uploaded, time.monotonic()
         layer, layers = self.chain.release(
+            scan_release(self.spec.os_image_path()),
             self.spec.os_image_path(),
-            self._os_sha256(),
             deployment.layers,
             self.spec.max_chain_depth,
         )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 from pydantic import Field
 
+from .. import vhd
 from ..model import ChangeKind, Model, properties_of_kind
 from ..virt import Host
 from ._health import Probe
@@ -29,10 +29,11 @@ from ._instances import (
     observed_instances,
     start_instance,
 )
-from ._layers import ImageChain, Layer, file_sha256, needed_by
+from ._layers import ImageChain, Layer, needed_by
 from ._placement import rollout_waves
 from ._rollout import HealthGate, Progress, RecordedGate, roll, scale
 from ._rotation import Rotation, leaving_in_turn
+from ._scans import Scan, scan_release
 from .errors import RolloutStopped
 
 
@@ -54,7 +55,7 @@ class VmRoleSpec(RoleSpec):
     )
 
     def sha256(self) -> str:
-        return self.image_sha256 or file_sha256(Path(self.image))
+        return self.image_sha256 or scan_release(self.image).sha256
 
     def settings_digest(self) -> str:
         """What an instance starts with besides its disk: the properties whose change is a
@@ -165,7 +166,11 @@ class VmRole:
         parts = []
         restart = any(i.settings != self.settings for i in deployment.instances)
         if self.needs_rollout(deployment):
-            parts.append(self.chain.preview(self.spec.image, self.sha256, deployment.layers))
+            parts.append(
+                self.chain.preview(
+                    self._scan(), self.spec.image, deployment.layers, self.spec.max_chain_depth
+                )
+            )
             if restart:
                 parts.append("restart on the VM size, endpoints and probe given")
             moving = [(i.name, i.update_domain) for i in deployment.instances]
@@ -179,6 +184,16 @@ class VmRole:
         return "will: " + ("; ".join(parts) or "change settings only")
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _scan(self) -> Scan:
+        """The release image as scanned: the one the preview showed, or an error."""
+        scanned = scan_release(self.spec.image)
+        if scanned.sha256 != self.sha256:
+            raise vhd.ImageUsageError(
+                f"{self.spec.image} changed after `pulumi up` checked it (its SHA-256 is now"
+                f" {scanned.sha256[:12]}, not {self.sha256[:12]}): run the `up` again"
+            )
+        return scanned
 
     def _release_volume(self, deployment: VmRoleDeployment) -> str | None:
         return next((x.volume for x in deployment.layers if x.image_sha256 == self.sha256), None)
@@ -201,7 +216,7 @@ class VmRole:
         """Find or upload the release's layer, then roll instances onto it."""
         streamed_before = self.host.bytes_uploaded
         layer, layers = self.chain.release(
-            self.spec.image, self.sha256, deployment.layers, self.spec.max_chain_depth
+            self._scan(), self.spec.image, deployment.layers, self.spec.max_chain_depth
         )
         deployment = deployment.model_copy(
             update={

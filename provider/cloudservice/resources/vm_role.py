@@ -7,7 +7,6 @@ change of each input is applied is the model's update rules (`model.ROLE_RULES`)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from .. import fabric, vhd
@@ -54,11 +53,11 @@ class VmRole(RoleResource[VmRoleArgs, VmRoleState]):
         if problem := path_problem(image, absolute=True):
             return inputs, [*failures, ("image", problem)]
         try:
-            with vhd.open_image(image, format="vhd", resolve_parent=False) as opened:
-                opened.info()
+            # Read once per version of the file: the digest and the page manifest together.
+            scanned = fabric.scan_release(image)
         except vhd.VhdError as exc:
             return inputs, [*failures, ("image", str(exc))]
-        return {**inputs, "imageSha256": fabric.file_sha256(Path(image))}, failures
+        return {**inputs, "imageSha256": scanned.sha256}, failures
 
     def preview_id(self, args: VmRoleArgs) -> str:
         return args.name

@@ -37,14 +37,17 @@ API (signatures):
 * ``open_image(path, *, format=None, writable=False, strict=True, parent=None,
   resolve_parent=True) -> Image``; ``format`` is "vhd", "raw", "qcow2" or None (probe).
 * ``make_manifest(image, *, block_size=None) -> BlockManifest`` (JSON via ``to_json()`` /
-  ``save(path)``; ``BlockManifest.from_json(doc)`` / ``load(path)``).
+  ``save(path)``; ``BlockManifest.from_json(doc)`` / ``load(path)``); ``scan_image(image)
+  -> (BlockManifest, file sha256)`` reads a whole image's file once for both.
 * ``diff_images(parent, new, out_path, *, block_size=None) -> DiffResult``
 * ``diff_against_manifest(manifest, new, out_path, *, parent_unique_id=None,
   parent_path=None, parent_timestamp=None) -> DiffResult``
 * ``write_qcow2_overlay(child, out_path, *, backing_file=None, backing_format="vpc")
   -> DiffResult`` (from a differencing VHD opened with its parent)
 * ``qcow2_overlay_from_manifest(manifest, new, out_path, *, backing_file,
-  backing_format="vpc") -> DiffResult``
+  backing_format="vpc") -> DiffResult``; ``layer_from_manifests(parent, target, new,
+  out_path, *, backing_file, backing_format="vpc") -> DiffResult`` when ``new``'s manifest
+  ``target`` is known (reads only the changed pages)
 * ``DiffResult``: ``blocks_changed``, ``blocks_total``, ``bytes_changed``, ``bytes_read``,
   ``file_size`` (bytes to upload), ``as_dict()``.
 * ``coalesce(image, out_path, *, fixed=False) -> int`` flattens a chain into one VHD;
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
         DiffResult,
         diff_against_manifest,
         diff_images,
+        layer_from_manifests,
         qcow2_overlay_from_manifest,
         write_qcow2_overlay,
     )
@@ -73,7 +77,7 @@ if TYPE_CHECKING:
     from ._dynamic import DynamicImage
     from ._fixed import FixedImage
     from ._image import Extent, ExtentKind, Image, ImageInfo
-    from ._manifest import BlockManifest, make_manifest
+    from ._manifest import PAGE, BlockManifest, ManifestChanges, make_manifest, scan_image
     from ._open import MAX_CHAIN_DEPTH, chain_of, detect_format, open_image, verify_chain
     from ._walk import MapEntry, image_map
     from ._writer import (
@@ -101,6 +105,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
+    "PAGE",
     "BlockManifest",
     "ChainError",
     "ChainLoopError",
@@ -116,6 +121,7 @@ __all__ = [
     "ImageIOError",
     "ImageInfo",
     "ImageUsageError",
+    "ManifestChanges",
     "ManifestError",
     "MapEntry",
     "ParentMismatchError",
@@ -133,9 +139,11 @@ __all__ = [
     "diff_against_manifest",
     "diff_images",
     "image_map",
+    "layer_from_manifests",
     "make_manifest",
     "open_image",
     "qcow2_overlay_from_manifest",
+    "scan_image",
     "verify_chain",
     "write_qcow2_overlay",
     "write_raw",
@@ -146,6 +154,7 @@ __all__ = [
 # ``_open``) does not import the diff, manifest and writer machinery as well.
 _MODULE_OF: dict[str, str] = {
     "MAX_CHAIN_DEPTH": "._open",
+    "PAGE": "._manifest",
     "BlockManifest": "._manifest",
     "ChainError": ".errors",
     "ChainLoopError": ".errors",
@@ -161,6 +170,7 @@ _MODULE_OF: dict[str, str] = {
     "ImageIOError": ".errors",
     "ImageInfo": "._image",
     "ImageUsageError": ".errors",
+    "ManifestChanges": "._manifest",
     "ManifestError": ".errors",
     "MapEntry": "._walk",
     "ParentMismatchError": ".errors",
@@ -178,9 +188,11 @@ _MODULE_OF: dict[str, str] = {
     "diff_against_manifest": "._diff",
     "diff_images": "._diff",
     "image_map": "._walk",
+    "layer_from_manifests": "._diff",
     "make_manifest": "._manifest",
     "open_image": "._open",
     "qcow2_overlay_from_manifest": "._diff",
+    "scan_image": "._manifest",
     "verify_chain": "._open",
     "write_qcow2_overlay": "._diff",
     "write_raw": "._writer",

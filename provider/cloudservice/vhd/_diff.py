@@ -2,16 +2,22 @@
 
 Which blocks to look at comes only from walking ``block_status`` of both sides: a block that
 reads as zeros by allocation in both is never read.  Local diffs compare bytes directly
-(memcmp, faster than any hash); manifest diffs hash the new image's blocks with SHA-256.
-Within a changed block the child marks only the 4 KiB pages that differ (one bitmap byte per
-page: runs stay 4 KiB aligned, which also keeps libvhdi's bitmap bug out of play) but stores
-the whole block's new data, so even a reader that ignores bitmaps reads the right bytes.
+(memcmp, faster than any hash); manifest diffs digest the new image's 4 KiB pages and compare
+them with the manifest's (or, when both manifests are known, compare digests and read only
+the changed pages).  The unit of change is the 4 KiB page everywhere:
 
-Memory: two block buffers plus the BAT, whatever the disk size.
+* a differencing VHD child marks only the pages that differ (one bitmap byte per page: runs
+  stay 4 KiB aligned, which also keeps libvhdi's bitmap bug out of play) but stores the
+  whole block's new data, so even a reader that ignores bitmaps reads the right bytes;
+* a qcow2 overlay stores only the changed pages, as subclusters of extended L2 entries;
+  the rest of each cluster is a hole in the file, which a sparse upload never sends.
+
+Memory: a few block buffers plus the BAT, whatever the disk size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import os
 import uuid
@@ -22,14 +28,13 @@ from typing import Protocol
 from ._differencing import DifferencingImage
 from ._format import DEFAULT_BLOCK_SIZE, vhd_timestamp
 from ._image import Image, advise_sequential, is_zero
-from ._manifest import BlockManifest, hashed_blocks
+from ._manifest import PAGE, PAGE_DIGEST, ZERO_PAGE, BlockManifest, hashed_blocks
 from ._open import chain_of
 from ._qcow2_writer import Qcow2OverlayWriter
 from ._walk import data_blocks, merged_data_blocks, read_block
 from ._writer import ParentRef, VhdWriter
 from .errors import ChainError, ImageFormatError, ImageUsageError
 
-PAGE = 4096
 _CHUNK = 64 * 1024
 
 
@@ -71,22 +76,46 @@ class _VhdSink:
 
 
 class _Qcow2Sink:
+    """Changed pages into a qcow2 overlay: as subclusters with extended L2 entries (a page
+    travels as a page), else as the whole clusters holding them."""
+
     def __init__(self, writer: Qcow2OverlayWriter, block_size: int) -> None:
         self.writer = writer
         self.block_size = block_size
 
     def put(self, index: int, block: bytearray, n: int, pages: list[int] | None) -> None:
         cs = self.writer.cluster_size
-        wanted = range(0, n, cs) if pages is None else sorted({p * PAGE // cs * cs for p in pages})
+        if pages is None:
+            pages = list(range(-(-n // PAGE)))
+        by_cluster: dict[int, list[int]] = {}
+        for page in pages:
+            by_cluster.setdefault(page * PAGE // cs, []).append(page)
         base = index * (self.block_size // cs)
-        for off in wanted:
-            if off >= n:
-                continue
-            end = min(off + cs, n)
-            if is_zero(block, off, end):
-                self.writer.add_zero_cluster(base + off // cs)
+        for cluster, in_cluster in sorted(by_cluster.items()):
+            off = cluster * cs
+            data = memoryview(block)[off : min(off + cs, n)]
+            if self.writer.extended_l2:
+                self._subclusters(base + cluster, block, off, len(data), in_cluster)
+            elif is_zero(block, off, off + len(data)):
+                self.writer.add_zero_cluster(base + cluster)
             else:
-                self.writer.add_cluster(base + off // cs, memoryview(block)[off:end])
+                self.writer.add_cluster(base + cluster, data)
+
+    def _subclusters(
+        self, cluster: int, block: bytearray, off: int, length: int, pages: list[int]
+    ) -> None:
+        """Pages (of the block) inside the cluster at block offset ``off``: allocated
+        subclusters for those with data, zero ones for those that now read as zeros."""
+        sub = self.writer.cluster_size // 32
+        allocated = zero = 0
+        for page in pages:
+            start, end = page * PAGE, min(page * PAGE + PAGE, off + length)
+            mask = ((1 << -(-(end - start) // sub)) - 1) << ((start - off) // sub)
+            if is_zero(block, start, end):
+                zero |= mask
+            else:
+                allocated |= mask
+        self.writer.add_subclusters(cluster, memoryview(block)[off : off + length], allocated, zero)
 
 
 # -- public API ---------------------------------------------------------------------------
@@ -240,7 +269,28 @@ def qcow2_overlay_from_manifest(
     )
 
 
-# -- the two diff loops ---------------------------------------------------------------------
+def layer_from_manifests(
+    parent: BlockManifest,
+    target: BlockManifest,
+    new: Image,
+    out_path: str | os.PathLike[str],
+    *,
+    backing_file: str,
+    backing_format: str = "vpc",
+) -> DiffResult:
+    """A qcow2 overlay over ``backing_file`` (``parent``'s image) that reads as ``new``, whose
+    manifest ``target`` is already known: only the changed pages of ``new`` are read."""
+    _same_size(parent.virtual_size, new, "manifest")
+    bs = parent.block_size
+    with _qcow2(out_path, parent.virtual_size, backing_file, backing_format, bs) as writer:
+        changed, nbytes, nread = _diff_manifests(parent, target, new, _Qcow2Sink(writer, bs))
+        size = writer.commit()
+    return _result(
+        out_path, "qcow2", parent.virtual_size, bs, changed, nbytes, nread, size, parent.unique_id
+    )
+
+
+# -- the diff loops ---------------------------------------------------------------------
 
 
 def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, int, int]:
@@ -263,21 +313,89 @@ def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, i
         pages = changed_pages(pbuf, nbuf, n)
         sink.put(index, nbuf, n, pages)
         changed += 1
-        nbytes += sum(min(PAGE, n - page * PAGE) for page in pages)  # last page may be short
+        nbytes += _page_bytes(pages, n)
     return changed, nbytes, nread
 
 
 def _diff_manifest(manifest: BlockManifest, new: Image, sink: _Sink) -> tuple[int, int, int]:
+    """Digest the new image's pages (one pass) and put the pages whose digests differ."""
     bs = manifest.block_size
     changed = nbytes = nread = 0
-    indices = _unique(heapq.merge(sorted(manifest.digests), data_blocks(new, bs)))
-    for index, got, buf, digest in hashed_blocks(new, bs, indices):
+    indices = _unique(heapq.merge(sorted(manifest.pages), data_blocks(new, bs)))
+    for index, got, buf, digests in hashed_blocks(new, bs, indices):
         nread += got
-        if digest != manifest.digest(index):
-            n = min(bs, new.virtual_size - index * bs)
-            sink.put(index, buf, n, None)
-            changed, nbytes = changed + 1, nbytes + n
+        now = digests or ZERO_PAGE * manifest.pages_per_block
+        if now == manifest.page_digests(index):
+            continue
+        n = min(bs, new.virtual_size - index * bs)
+        pages = _differing(manifest.page_digests(index), now)
+        sink.put(index, buf, n, pages)
+        changed, nbytes = changed + 1, nbytes + _page_bytes(pages, n)
     return changed, nbytes, nread
+
+
+def _diff_manifests(
+    parent: BlockManifest, target: BlockManifest, new: Image, sink: _Sink
+) -> tuple[int, int, int]:
+    """Put the pages where ``target`` (the manifest of ``new``) differs from ``parent``,
+    reading only those pages of ``new``, each checked against its digest."""
+    bs = parent.block_size
+    buf = bytearray(bs)
+    changed = nbytes = nread = 0
+    for index, pages in parent.changed_blocks(target):
+        n = min(bs, new.virtual_size - index * bs)
+        buf[:] = bytes(bs)
+        for first, count in _runs(pages):
+            start, end = first * PAGE, min((first + count) * PAGE, n)
+            new.readinto(index * bs + start, memoryview(buf)[start:end])
+            nread += end - start
+        _check_pages(buf, n, pages, target, index, new.path)
+        sink.put(index, buf, n, pages)
+        changed, nbytes = changed + 1, nbytes + _page_bytes(pages, n)
+    return changed, nbytes, nread
+
+
+def _differing(old: bytes, now: bytes) -> list[int]:
+    return [
+        page
+        for page, at in enumerate(range(0, len(now), PAGE_DIGEST))
+        if old[at : at + PAGE_DIGEST] != now[at : at + PAGE_DIGEST]
+    ]
+
+
+def _runs(pages: list[int]) -> Iterator[tuple[int, int]]:
+    """(first page, count) of each run of consecutive pages."""
+    first = count = 0
+    for page in pages:
+        if count and page == first + count:
+            count += 1
+            continue
+        if count:
+            yield first, count
+        first, count = page, 1
+    if count:
+        yield first, count
+
+
+def _check_pages(
+    buf: bytearray, n: int, pages: list[int], target: BlockManifest, index: int, path: str
+) -> None:
+    """The pages read are the pages the manifest was made from: a file changed since its
+    manifest was made must not be shipped under the manifest's name."""
+    expected = target.page_digests(index)
+    view = memoryview(buf)
+    for page in pages:
+        at = page * PAGE_DIGEST
+        digest = hashlib.sha256(view[page * PAGE : page * PAGE + PAGE]).digest()[:PAGE_DIGEST]
+        if digest != expected[at : at + PAGE_DIGEST]:
+            raise ImageUsageError(
+                f"{path} changed after it was scanned (block {index}, page {page} no longer"
+                " matches its digest): run again so the image is scanned afresh"
+            )
+
+
+def _page_bytes(pages: list[int], n: int) -> int:
+    return sum(min(PAGE, n - page * PAGE) for page in pages)  # the last page may be short
 
 
 def changed_pages(a: bytearray, b: bytearray, n: int) -> list[int]:
@@ -319,7 +437,13 @@ def _qcow2(
 ) -> Qcow2OverlayWriter:
     cluster = min(64 * 1024, block_size)
     return Qcow2OverlayWriter(
-        path, size, backing_file=backing, backing_format=fmt, cluster_bits=cluster.bit_length() - 1
+        path,
+        size,
+        backing_file=backing,
+        backing_format=fmt,
+        cluster_bits=cluster.bit_length() - 1,
+        # 32 subclusters of 2 KiB: a changed 4 KiB page is stored as 4 KiB, not 64
+        extended_l2=cluster >= 32 * 512,
     )
 
 

@@ -168,9 +168,9 @@ def _manifest(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         "output": args.output,
         "virtual_size": manifest.virtual_size,
         "block_size": manifest.block_size,
-        "data_blocks": len(manifest.digests),
+        "data_blocks": len(manifest.pages),
     }
-    return doc, f"wrote {args.output}: {len(manifest.digests)} data blocks"
+    return doc, f"wrote {args.output}: {len(manifest.pages)} data blocks"
 
 
 def _info_doc(img: Image) -> dict[str, Any]:

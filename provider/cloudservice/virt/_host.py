@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,7 @@ from typing import Protocol
 import libvirt
 
 from .. import cancel
+from ..files import sparse_sections
 from . import xml
 from ._connect import connect
 from ._errors_map import libvirt_errors
@@ -94,6 +96,43 @@ def _refresh(pool: libvirt.virStoragePool) -> None:
             raise
 
 
+class _SparseSource:
+    """A file as `virStream.sparseSendAll` asks for it, through its three callbacks.
+
+    sparseSendAll's hole handler must leave the read position where it is. There is none to
+    move here: where the stream stands comes from the data map (`sparse_sections`), whose
+    SEEK_DATA/SEEK_HOLE calls run ahead of it and whose reads are positionless (`os.pread`).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._sections = sparse_sections(fd)
+        self._data = memoryview(b"")
+        self._hole = 0
+        self.offset = 0
+
+    def section(self) -> tuple[bool, int]:
+        """(in data, length) of what comes next; (True, 0) at the end, where a read is empty."""
+        if not self._data and not self._hole:
+            section = next(self._sections, None)
+            if isinstance(section, int):
+                self._hole = section
+            elif section is not None:
+                self._data = section
+        if self._hole:
+            return False, self._hole
+        return True, len(self._data)
+
+    def read(self, nbytes: int) -> bytes:
+        data, self._data = self._data[:nbytes], self._data[nbytes:]
+        self.offset += len(data)
+        return bytes(data)
+
+    def skip(self, length: int) -> int:
+        self._hole -= length
+        self.offset += length
+        return self.offset
+
+
 def _silence_libvirt_stderr() -> None:
     # libvirt prints every error to stderr by default; we raise them instead.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -107,6 +146,8 @@ class Host:
         self.uri = uri
         self.label = label or uri  # how records name this host: the URI, unless it is secret
         self.bytes_uploaded = 0  # what went through upload streams: the bytes a release costs
+        self.holes_uploaded = 0  # holes sparse uploads sent instead of zeros
+        self.hole_bytes_uploaded = 0  # the bytes those holes stand for
         self._conn = connect(uri, self.label)
 
     def __enter__(self) -> Host:
@@ -190,21 +231,39 @@ class Host:
 
     # -- volumes -------------------------------------------------------------------------------
 
-    def upload_volume(self, pool_name: str, spec: VolumeSpec, source: Path) -> VolumeInfo:
-        """Create a volume and fill it with `source`'s bytes, as they are, by libvirt stream."""
+    def upload_volume(
+        self, pool_name: str, spec: VolumeSpec, source: Path, *, sparse: bool = False
+    ) -> VolumeInfo:
+        """Create a volume and fill it with `source`'s bytes, as they are, by libvirt stream.
+
+        `sparse=True` sends only the data: the file's holes and its runs of all-zero 512-byte
+        sectors travel as holes (counted in `holes_uploaded` and `hole_bytes_uploaded`, not in
+        `bytes_uploaded`). The volume is then made as a fresh raw file of the source's length
+        that reads as zeros, whatever `spec.format` says: a volume libvirt formatted (a qcow2
+        header and tables) would keep its bytes under the holes. The format is the content's:
+        libvirt probes it from the uploaded bytes when it refreshes the pool, done here at once.
+        (libvirt 9.0 refuses a refresh while it builds another volume of the pool: the volume
+        is then listed as raw until a later refresh, which every lookup here makes.)
+        """
         what = f"volume {spec.name!r} in pool {pool_name!r}"
         pool = self._active_pool(pool_name)
+        created = spec
+        if sparse:
+            created = VolumeSpec(name=spec.name, capacity=source.stat().st_size, format="raw")
         with libvirt_errors(what, self.label):
             if spec.name in pool.listVolumes():
                 raise ObjectExists(f"{what} already exists: choose another name or delete it")
-            volume = pool.createXML(xml.volume_xml(spec), 0)
+            volume = pool.createXML(xml.volume_xml(created, 0 if sparse else None), 0)
         try:
-            self._upload(volume, source, what)
+            self._upload(volume, source, what, sparse=sparse)
         except BaseException:
             # A host that stopped answering cannot clean up: the upload's error says so.
             with contextlib.suppress(HostUnavailable), libvirt_errors(what, self.label):
                 volume.delete(0)
             raise
+        if sparse:
+            with libvirt_errors(what, self.label):
+                _refresh(pool)
         return self._volume_info(pool_name, volume)
 
     def overwrite_volume(self, pool_name: str, spec: VolumeSpec, source: Path) -> VolumeInfo:
@@ -290,25 +349,46 @@ class Host:
         with libvirt_errors(f"volume {name!r} in pool {pool_name!r}", self.label):
             return pool.storageVolLookupByName(name)
 
-    def _upload(self, volume: libvirt.virStorageVol, source: Path, what: str) -> None:
+    def _upload(
+        self, volume: libvirt.virStorageVol, source: Path, what: str, *, sparse: bool = False
+    ) -> None:
+        """Stream `source` into `volume`: every byte, or (`sparse`) its data and holes."""
         size = source.stat().st_size
-
-        def chunk(_stream: libvirt.virStream, nbytes: int, _opaque: object) -> bytes:
-            cancel.checkpoint()  # a partial volume is a leftover the next run recognises
-            data = reader.read(min(nbytes, _UPLOAD_CHUNK))
-            self.bytes_uploaded += len(data)
-            return data
-
+        flags = libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM if sparse else 0
         with libvirt_errors(what, self.label), open(source, "rb") as reader:
             stream = self._conn.newStream(0)
-            volume.upload(stream, 0, size, 0)
+            volume.upload(stream, 0, size, flags)
             try:
-                stream.sendAll(chunk, None)
+                if sparse:
+                    self._send_sparse(stream, _SparseSource(reader.fileno()))
+                else:
+                    stream.sendAll(lambda _s, nbytes, _o: self._chunk(reader.read, nbytes), None)
                 stream.finish()
             except BaseException:
                 with contextlib.suppress(libvirt.libvirtError):  # the connection may be gone
                     stream.abort()
                 raise
+
+    def _send_sparse(self, stream: libvirt.virStream, source: _SparseSource) -> None:
+        def skip(_stream: libvirt.virStream, length: int, _opaque: object) -> int:
+            # Called once the stream took the hole.
+            self.holes_uploaded += 1
+            self.hole_bytes_uploaded += length
+            return source.skip(length)
+
+        stream.sparseSendAll(
+            lambda _s, nbytes, _o: self._chunk(source.read, nbytes),
+            lambda _s, _o: source.section(),
+            skip,
+            None,
+        )
+
+    def _chunk(self, read: Callable[[int], bytes], nbytes: int) -> bytes:
+        """The next chunk a stream asks for, counted: the same for whole and sparse uploads."""
+        cancel.checkpoint()  # a partial volume is a leftover the next run recognises
+        data = read(min(nbytes, _UPLOAD_CHUNK))
+        self.bytes_uploaded += len(data)
+        return data
 
     def _volume_info(self, pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
         with libvirt_errors(f"volume {volume.name()!r} in pool {pool_name!r}", self.label):

@@ -33,10 +33,14 @@ def pool_xml(spec: PoolSpec) -> str:
     return _render(pool)
 
 
-def volume_xml(spec: VolumeSpec) -> str:
+def volume_xml(spec: VolumeSpec, allocation: int | None = None) -> str:
+    """A file volume. Without `allocation` libvirt allocates the whole capacity up front (raw
+    files are fallocated); `allocation=0` makes a raw volume a hole that reads as zeros."""
     volume = ET.Element("volume", type="file")
     _text(volume, "name", spec.name)
     _text(volume, "capacity", str(spec.capacity), unit="bytes")
+    if allocation is not None:
+        _text(volume, "allocation", str(allocation), unit="bytes")
     target = ET.SubElement(volume, "target")
     ET.SubElement(target, "format", type=spec.format)
     if spec.backing_path:

@@ -1,0 +1,66 @@
+"""What a release image holds, read once per version of its file: its SHA-256 and manifest.
+
+Scanning a multi-GiB image is the expensive part of an `up`; `pulumi up` checks its inputs in
+the preview and again in the update, and a stack may run many times with the same image.
+So a scan is kept in the local cache under the file's identity as the kernel reports it
+(device, inode, size, modification and change times to the nanosecond; any rewrite moves the
+change time, which no program can set back). A changed file is scanned afresh; a cache entry
+that is unreadable or of another file is ignored. A layer built from a scan re-checks the
+digest of every page it ships, so even a file changed between the scan and the upload is
+caught, never shipped under the old scan's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import vhd
+from ..files import write_atomically
+from ._cache import cache_dir
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One version of a release image: the SHA-256 of its file and its page manifest."""
+
+    sha256: str
+    manifest: vhd.BlockManifest
+
+
+def scan_release(path: str) -> Scan:
+    """The image's scan: from the cache when this version of the file was scanned before,
+    else by reading it (once, for a whole image; a differencing one is read through its
+    parents)."""
+    entry = _entry(path)
+    try:
+        cached = json.loads(entry.read_bytes())
+        if cached.get("identity") == _identity(path):
+            return Scan(cached["sha256"], vhd.BlockManifest.from_json(cached["manifest"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, vhd.ManifestError):
+        pass  # no entry, or not one to trust: scan
+    with vhd.open_image(path, format="vhd") as image:
+        manifest, sha256 = vhd.scan_image(image)
+    document = {"identity": _identity(path), "sha256": sha256, "manifest": manifest.to_json()}
+    write_atomically(entry, json.dumps(document, separators=(",", ":")).encode())
+    return Scan(sha256, manifest)
+
+
+def _identity(path: str) -> list[int | str]:
+    st = os.stat(path)
+    return [
+        os.path.realpath(path),
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+    ]
+
+
+def _entry(path: str) -> Path:
+    name = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]
+    return cache_dir("scans") / f"{name}.json"
