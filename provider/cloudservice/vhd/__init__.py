@@ -48,8 +48,10 @@ API (signatures):
   backing_format="vpc") -> DiffResult``; ``layer_from_manifests(parent, target, new,
   out_path, *, backing_file, backing_format="vpc") -> DiffResult`` when ``new``'s manifest
   ``target`` is known (reads only the changed pages)
+* ``qcow2_overlay_of(parent, new, out_path, *, backing_file=None, backing_format="vpc")
+  -> DiffResult``: the same from two local images, compared byte for byte
 * ``DiffResult``: ``blocks_changed``, ``blocks_total``, ``bytes_changed``, ``bytes_read``,
-  ``file_size`` (bytes to upload), ``as_dict()``.
+  ``file_size``, ``upload_bytes`` (what a sparse upload sends), ``as_dict()``.
 * ``coalesce(image, out_path, *, fixed=False) -> int`` flattens a chain into one VHD;
   ``write_raw(image, out_path) -> int``; ``create_dynamic``, ``create_fixed`` (size a
   multiple of 1 MiB, Azure's layout), ``create_differencing``; ``VhdWriter`` streams a new
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
         diff_images,
         layer_from_manifests,
         qcow2_overlay_from_manifest,
+        qcow2_overlay_of,
         write_qcow2_overlay,
     )
     from ._differencing import DifferencingImage
@@ -143,6 +146,7 @@ __all__ = [
     "make_manifest",
     "open_image",
     "qcow2_overlay_from_manifest",
+    "qcow2_overlay_of",
     "scan_image",
     "verify_chain",
     "write_qcow2_overlay",
@@ -192,6 +196,7 @@ _MODULE_OF: dict[str, str] = {
     "make_manifest": "._manifest",
     "open_image": "._open",
     "qcow2_overlay_from_manifest": "._diff",
+    "qcow2_overlay_of": "._diff",
     "scan_image": "._manifest",
     "verify_chain": "._open",
     "write_qcow2_overlay": "._diff",

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from ..files import data_bytes
 from ._differencing import DifferencingImage
 from ._format import DEFAULT_BLOCK_SIZE, vhd_timestamp
 from ._image import Image, advise_sequential, is_zero
@@ -40,7 +41,8 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class DiffResult:
-    """What a diff wrote.  ``file_size`` is the bytes to upload."""
+    """What a diff wrote.  ``upload_bytes``: what a sparse upload of it sends (a qcow2
+    layer's holes travel as holes), else its ``file_size``."""
 
     output: str
     format: str
@@ -51,6 +53,7 @@ class DiffResult:
     bytes_changed: int  # bytes in changed 4 KiB pages (manifest diffs: in changed blocks)
     bytes_read: int
     file_size: int
+    upload_bytes: int
     parent_unique_id: str | None
 
     def as_dict(self) -> dict[str, object]:
@@ -184,6 +187,30 @@ def diff_against_manifest(
         nread,
         size,
         uid,
+    )
+
+
+def qcow2_overlay_of(
+    parent: Image,
+    new: Image,
+    out_path: str | os.PathLike[str],
+    *,
+    backing_file: str | None = None,
+    backing_format: str = "vpc",
+) -> DiffResult:
+    """A qcow2 overlay over ``parent`` that reads as ``new``, of the 4 KiB pages that differ
+    (compared byte for byte); ``backing_file`` defaults to the parent relative to the output."""
+    _same_size(parent.virtual_size, new, "parent")
+    bs = getattr(parent, "block_size", None) or DEFAULT_BLOCK_SIZE
+    if backing_file is None:
+        backing_file = os.path.relpath(
+            os.path.abspath(parent.path), os.path.dirname(os.path.abspath(out_path))
+        )
+    with _qcow2(out_path, parent.virtual_size, backing_file, backing_format, bs) as writer:
+        changed, nbytes, nread = _diff_local(parent, new, bs, _Qcow2Sink(writer, bs))
+        size = writer.commit()
+    return _result(
+        out_path, "qcow2", parent.virtual_size, bs, changed, nbytes, nread, size, _uid_of(parent)
     )
 
 
@@ -463,6 +490,17 @@ def _result(
     file_size: int,
     parent_uid: str | None,
 ) -> DiffResult:
+    upload = data_bytes(out) if fmt == "qcow2" else file_size
     return DiffResult(
-        os.fspath(out), fmt, size, bs, -(-size // bs), changed, nbytes, nread, file_size, parent_uid
+        os.fspath(out),
+        fmt,
+        size,
+        bs,
+        -(-size // bs),
+        changed,
+        nbytes,
+        nread,
+        file_size,
+        upload,
+        parent_uid,
     )

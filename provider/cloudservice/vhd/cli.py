@@ -46,15 +46,29 @@ def register(subparsers: Any) -> None:
     p = action("verify", _verify, "check a VHD's structures and, for a child, its whole chain")
     p.add_argument("file")
     p.add_argument("--parent", help="parent VHD (default: found from the child)")
-    p = action("diff", _diff, "write a differencing VHD of PARENT that reads as NEW")
+    p = action(
+        "diff",
+        _diff,
+        "write a layer over PARENT that reads as NEW: a differencing VHD, or a qcow2 overlay"
+        " holding only the changed 4 KiB pages",
+    )
     p.add_argument("parent", help="parent VHD, or a block manifest (.json) of it")
     p.add_argument("new", help="the new image (VHD, raw or qcow2)")
-    p.add_argument("-o", "--output", required=True, help="the child .vhd to write")
+    p.add_argument("-o", "--output", required=True, help="the layer to write (.vhd or .qcow2)")
+    p.add_argument(
+        "--format",
+        dest="layer_format",
+        choices=("vhd", "qcow2"),
+        help="the layer's format (default: from the output's extension, else vhd)",
+    )
     p.add_argument("--new-format", choices=FORMATS, help="format of NEW (default: probe)")
     p.add_argument(
         "--parent-path",
-        help="with a manifest: the parent's path as the child"
-        " should record it (default: the manifest's name)",
+        help="the parent's path as the layer should record it (default: the manifest's name,"
+        " or the parent relative to the output)",
+    )
+    p.add_argument(
+        "--backing-format", default="vpc", help="qcow2 layers: the parent's format for qemu"
     )
     p = action("apply", _apply, "write PARENT+CHILD as a raw image")
     p.add_argument("parent")
@@ -76,7 +90,7 @@ def register(subparsers: Any) -> None:
         help="backing file to record (default: the parent, relative to the output)",
     )
     p.add_argument("--backing-format", default="vpc")
-    p = action("manifest", _manifest, "write a block manifest (per-block SHA-256) of an image")
+    p = action("manifest", _manifest, "write a page manifest (a digest per 4 KiB page) of an image")
     p.add_argument("file")
     p.add_argument("-o", "--output", required=True)
 
@@ -115,17 +129,32 @@ def _verify(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _diff(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from ._diff import diff_against_manifest, diff_images
+    from ._diff import (
+        diff_against_manifest,
+        diff_images,
+        qcow2_overlay_from_manifest,
+        qcow2_overlay_of,
+    )
     from ._manifest import BlockManifest
 
+    qcow2 = (args.layer_format or ("qcow2" if args.output.endswith(".qcow2") else "vhd")) == "qcow2"
+    backing = dict(backing_file=args.parent_path, backing_format=args.backing_format)
     with open_image(args.new, format=args.new_format) as new:
         if _is_manifest(args.parent):
-            result = diff_against_manifest(
-                BlockManifest.load(args.parent), new, args.output, parent_path=args.parent_path
-            )
+            manifest = BlockManifest.load(args.parent)
+            if qcow2:
+                backing["backing_file"] = args.parent_path or manifest.name
+                result = qcow2_overlay_from_manifest(manifest, new, args.output, **backing)
+            else:
+                result = diff_against_manifest(
+                    manifest, new, args.output, parent_path=args.parent_path
+                )
         else:
             with open_vhd(args.parent) as parent:
-                result = diff_images(parent, new, args.output)
+                if qcow2:
+                    result = qcow2_overlay_of(parent, new, args.output, **backing)
+                else:
+                    result = diff_images(parent, new, args.output)
     return _diff_doc(result)
 
 
@@ -186,7 +215,7 @@ def _diff_doc(result: DiffResult) -> tuple[dict[str, Any], str]:
     doc = result.as_dict()
     text = (
         f"wrote {result.output}: {result.blocks_changed} of {result.blocks_total} blocks"
-        f" changed, {result.bytes_changed} bytes differ, {result.file_size} bytes to upload"
+        f" changed, {result.bytes_changed} bytes differ, {result.upload_bytes} bytes to upload"
     )
     return doc, text
 
