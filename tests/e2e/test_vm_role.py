@@ -21,6 +21,7 @@ import requests
 from cloudservice import vhd
 from cloudservice.virt import Host
 from pulumi import automation as auto
+from pulumi.automation import events
 
 from .project import REPO
 
@@ -123,7 +124,17 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     assert said, shown
     bound = 1.25 * 48 * PAGE + 64 * 1024
     assert int(said.group(1)) <= bound
-    stack.up()
+    seen: list[events.DiagnosticEvent] = []
+    stack.up(on_event=lambda e: seen.append(e.diagnostic_event) if e.diagnostic_event else None)
+    # Progress a person watches: the status line beside the resource, then a summary.
+    statuses = [d.message for d in seen if d.ephemeral and d.urn and VMROLE in d.urn]
+    assert any(re.search(r"uploading \S+-l\d+\.qcow2: \d+ of \d+ bytes sent", m) for m in statuses)
+    assert any("update domain 0 (1 of 2): restarting" in m for m in statuses), statuses
+    assert any("update domain 1 (2 of 2): waiting for health" in m for m in statuses)
+    assert any(
+        "bytes uploaded; update domains 0, 1 upgraded" in d.message and not d.ephemeral
+        for d in seen
+    )
     role = _role(stack)
     assert role["lastUploadBytes"] <= bound  # counted at the libvirt stream, record included
     assert _pages(role) == {0: ["v2"], 1: ["v2"]}

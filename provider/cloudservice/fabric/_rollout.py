@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .. import cancel
+from .. import cancel, progress
 from ..model import UpgradeMode
 from ..virt import Host
 from ._health import Probe, wait_healthy
@@ -111,10 +111,13 @@ def roll(
     waves = rollout_waves(
         [(i.name, i.update_domain) for i in instances if outdated(i)], mode, manual_limit
     )
-    progress = Progress(sorted_instances(current.values()))
+    done = Progress(sorted_instances(current.values()))
     try:
-        for wave in waves:
+        for number, wave in enumerate(waves, 1):
             cancel.checkpoint()  # between waves: every instance is old, or new and gated
+            domains = ", ".join(map(str, wave.update_domains))
+            where = f"update domain {domains} ({number} of {len(waves)})"
+            progress.status(f"{where}: restarting {', '.join(wave.instances)}", force=True)
             leaving = rotation.leave([current[n] for n in wave.instances if disrupts(current[n])])
             current.update({i.name: i for i in leaving})
             # A restarted instance keeps its place in (or out of) the rotation.
@@ -123,7 +126,8 @@ def roll(
                 for name in wave.instances
             ]
             current.update({i.name: i for i in moved})
-            progress.update_domains.extend(wave.update_domains)
+            done.update_domains.extend(wave.update_domains)
+            progress.status(f"{where}: waiting for health", force=True)
             healthy = gate.wait(moved)
             current.update({i.name: i for i in healthy})
             left = {i.name for i in leaving}
@@ -131,11 +135,11 @@ def roll(
                 {i.name: i for i in rotation.join([i for i in healthy if i.name in left])}
             )
     except (GateFailed, cancel.Cancelled) as exc:
-        progress.instances, progress.complete = sorted_instances(current.values()), False
-        raise RolloutStopped(f"rollout stopped: {exc}", progress) from exc
-    progress.instances = sorted_instances(current.values())
-    progress.complete = not any(outdated(i) for i in progress.instances)
-    return progress
+        done.instances, done.complete = sorted_instances(current.values()), False
+        raise RolloutStopped(f"rollout stopped: {exc}", done) from exc
+    done.instances = sorted_instances(current.values())
+    done.complete = not any(outdated(i) for i in done.instances)
+    return done
 
 
 def scale(
@@ -162,6 +166,7 @@ def scale(
         for index in range(count):
             if index not in kept:
                 cancel.checkpoint()
+                progress.status(f"starting instance {index} of {count}", force=True)
                 started.append(start(index))
         healthy = rotation.join(gate.wait(started))
     except (GateFailed, cancel.Cancelled) as exc:

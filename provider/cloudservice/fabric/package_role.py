@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from .. import progress as report
 from ..files import sha256_of_file
 from ..model import Model, ModelError, diff_packages, read_package
 from ..virt import AttachedDisk, Host, HypervisorError, VolumeInfo
@@ -505,7 +506,9 @@ class PackageRole:
         except RolloutStopped as stopped:
             partial = self._progressed(deployment, stopped.state, streamed_before)
             raise RolloutStopped(str(stopped), partial) from stopped
-        return self._progressed(deployment, progress, streamed_before)
+        deployment = self._progressed(deployment, progress, streamed_before)
+        report.summary(deployment.summary)
+        return deployment
 
     def _progressed(
         self, deployment: PackageRoleDeployment, progress: Progress, streamed_before: int

@@ -14,6 +14,7 @@ import json
 
 from pydantic import Field
 
+from .. import progress as report
 from .. import vhd
 from ..model import ChangeKind, Model, properties_of_kind
 from ..virt import Host
@@ -241,6 +242,7 @@ class VmRole:
             partial = self._progressed(deployment, progress, layer)
             raise RolloutStopped(str(stopped), partial) from stopped
         deployment = self._progressed(deployment, progress, layer)
+        report.summary(deployment.summary)
         if not deployment.rollout_complete:
             return deployment
         needed = needed_by(layers, [layer.volume, *(i.layer for i in deployment.instances)])

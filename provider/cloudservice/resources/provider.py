@@ -7,6 +7,7 @@ and hands typed values to the resource. In previews nothing on the host changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from functools import partial
@@ -36,7 +37,7 @@ from pulumi.provider.experimental.provider import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
-from .. import cancel
+from .. import cancel, progress
 from ..virt import DEFAULT_URI, Host
 from . import _wire
 from ._base import Model, PartialFailure, Resource, wire_names
@@ -61,14 +62,21 @@ class CloudServiceProvider(Provider):
             kind.token: kind(partial(self._connect)) for kind in RESOURCES
         }
 
-    def log(self, urn: str, message: str) -> None:
-        """An info message on the resource, shown by `pulumi preview` and `up`."""
+    def log(self, urn: str, message: str, ephemeral: bool = False) -> None:
+        """An info message on the resource, shown by `pulumi preview` and `up`; an ephemeral
+        one is the status line beside the resource, replaced by the next."""
         if not self.engine_address:
             return
         with grpc.insecure_channel(self.engine_address) as channel:
             engine_pb2_grpc.EngineStub(channel).Log(
-                engine_pb2.LogRequest(severity=engine_pb2.INFO, message=message, urn=urn)
+                engine_pb2.LogRequest(
+                    severity=engine_pb2.INFO, message=message, urn=urn, ephemeral=ephemeral
+                )
             )
+
+    def _reporting(self, urn: str) -> contextlib.AbstractContextManager[None]:
+        """The call's progress, as messages on its resource."""
+        return progress.reporting(lambda message, ephemeral: self.log(urn, message, ephemeral))
 
     def _connect(self) -> Host:
         return Host(self.uri, label=SECRET_URI_LABEL if self.uri_secret else None)
@@ -165,7 +173,8 @@ class CloudServiceProvider(Provider):
                 resource.preview_id(args), _wire.encode(args.wire(), inputs.secret, outputs)
             )
         try:
-            resource_id, state = resource.create(args)
+            with self._reporting(request.urn):
+                resource_id, state = resource.create(args)
         except PartialFailure as failure:
             raise _partial(resource, resource.preview_id(args), failure, inputs.secret) from None
         return CreateResponse(resource_id, _wire.encode(state.wire(), inputs.secret))
@@ -208,7 +217,8 @@ class CloudServiceProvider(Provider):
                 _wire.encode({**news.values, **known}, news.secret, outputs - set(known))
             )
         try:
-            state = resource.update(request.resource_id, old, new)
+            with self._reporting(request.urn):
+                state = resource.update(request.resource_id, old, new)
         except PartialFailure as failure:
             raise _partial(resource, request.resource_id, failure, news.secret) from None
         return UpdateResponse(_wire.encode(state.wire(), news.secret))

@@ -22,8 +22,8 @@ from typing import Protocol
 
 import libvirt
 
-from .. import cancel
-from ..files import sparse_sections
+from .. import cancel, progress
+from ..files import data_bytes, sparse_sections
 from . import xml
 from ._connect import connect
 from ._errors_map import libvirt_errors
@@ -94,6 +94,15 @@ def _refresh(pool: libvirt.virStoragePool) -> None:
     except libvirt.libvirtError as exc:
         if "asynchronous jobs running" not in (exc.get_error_message() or ""):
             raise
+
+
+@dataclass
+class _Meter:
+    """An upload's progress: data bytes sent of those it has to send."""
+
+    name: str
+    total: int
+    sent: int = 0
 
 
 class _SparseSource:
@@ -355,21 +364,24 @@ class Host:
         """Stream `source` into `volume`: every byte, or (`sparse`) its data and holes."""
         size = source.stat().st_size
         flags = libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM if sparse else 0
+        meter = _Meter(volume.name(), data_bytes(source) if sparse else size)
         with libvirt_errors(what, self.label), open(source, "rb") as reader:
             stream = self._conn.newStream(0)
             volume.upload(stream, 0, size, flags)
             try:
                 if sparse:
-                    self._send_sparse(stream, _SparseSource(reader.fileno()))
+                    self._send_sparse(stream, _SparseSource(reader.fileno()), meter)
                 else:
-                    stream.sendAll(lambda _s, nbytes, _o: self._chunk(reader.read, nbytes), None)
+                    stream.sendAll(
+                        lambda _s, nbytes, _o: self._chunk(reader.read, nbytes, meter), None
+                    )
                 stream.finish()
             except BaseException:
                 with contextlib.suppress(libvirt.libvirtError):  # the connection may be gone
                     stream.abort()
                 raise
 
-    def _send_sparse(self, stream: libvirt.virStream, source: _SparseSource) -> None:
+    def _send_sparse(self, stream: libvirt.virStream, source: _SparseSource, meter: _Meter) -> None:
         def skip(_stream: libvirt.virStream, length: int, _opaque: object) -> int:
             # Called once the stream took the hole.
             self.holes_uploaded += 1
@@ -377,17 +389,19 @@ class Host:
             return source.skip(length)
 
         stream.sparseSendAll(
-            lambda _s, nbytes, _o: self._chunk(source.read, nbytes),
+            lambda _s, nbytes, _o: self._chunk(source.read, nbytes, meter),
             lambda _s, _o: source.section(),
             skip,
             None,
         )
 
-    def _chunk(self, read: Callable[[int], bytes], nbytes: int) -> bytes:
+    def _chunk(self, read: Callable[[int], bytes], nbytes: int, meter: _Meter) -> bytes:
         """The next chunk a stream asks for, counted: the same for whole and sparse uploads."""
         cancel.checkpoint()  # a partial volume is a leftover the next run recognises
         data = read(min(nbytes, _UPLOAD_CHUNK))
         self.bytes_uploaded += len(data)
+        meter.sent += len(data)
+        progress.status(f"uploading {meter.name}: {meter.sent} of {meter.total} bytes sent")
         return data
 
     def _volume_info(self, pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
