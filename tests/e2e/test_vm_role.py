@@ -9,6 +9,7 @@ differencing VHD built against the wrong parent, scale 2 -> 3 -> 2, destroy.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -79,11 +80,25 @@ def _pages(role: dict[str, Any]) -> dict[int, list[str]]:
     return served
 
 
+def _reads_as(layer: dict[str, Any], image: Path) -> bool:
+    """The layer on the host, through its backing chain, is the image (`qemu-img compare`)."""
+    compare = ["qemu-img", "compare", "-f", layer["format"], "-F", "vpc", layer["path"], str(image)]
+    return subprocess.run(compare, capture_output=True, check=False).returncode == 0
+
+
 def _use(stack: auto.Stack, image: Path) -> None:
     stack.set_config("webImage", auto.ConfigValue(str(image)))
 
 
-def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path: Path) -> None:
+def test_vm_role_lifecycle(
+    stack: auto.Stack,
+    images: Path,
+    host: Host,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"  # the provider's local cache (it inherits this environment)
+    monkeypatch.setenv("CLOUDSERVICE_CACHE", str(cache))
     stack.set_config("healthTimeoutSeconds", auto.ConfigValue("45"))
     stack.set_config("webInstances", auto.ConfigValue("2"))
     _use(stack, images / "web-v1.vhd")
@@ -139,8 +154,16 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     assert role["lastUploadBytes"] <= bound  # counted at the libvirt stream, record included
     assert _pages(role) == {0: ["v2"], 1: ["v2"]}
     top = role["layers"][-1]
-    compare = ["qemu-img", "compare", "-f", "qcow2", "-F", "vpc", top["path"], str(scattered)]
-    assert subprocess.run(compare, capture_output=True, check=False).returncode == 0
+    assert _reads_as(top, scattered)
+
+    # A stale local cache: the top layer's entry is another upload's record, whose manifest
+    # already has v3's pages. Trusted, v3's layer would be empty and v3 would serve v2.
+    cached = cache / "manifests" / f"{top['imageSha256']}.json"
+    stale = json.loads(cached.read_text())
+    stale["layer"]["uploadedSha256"] = "0" * 64
+    with vhd.open_image(images / "web-v3.vhd") as v3:
+        stale["manifest"] = vhd.make_manifest(v3).to_json()
+    cached.write_text(json.dumps(stale))
 
     # v3 fails its health probe: the rollout stops after update domain 0.
     _use(stack, images / "web-v3.vhd")
@@ -151,7 +174,19 @@ def test_vm_role_lifecycle(stack: auto.Stack, images: Path, host: Host, tmp_path
     assert "/health" in message and "HTTP 404" in message
     role = _role(stack)
     assert role["rolloutComplete"] is False and role["updateDomainsUpgraded"] == [0]
-    assert _pages(role) == {0: ["v3"], 1: ["v2"]}
+    assert _pages(role) == {0: ["v3"], 1: ["v2"]}  # booted from the layer: v3's pages
+    v3_layer = role["layers"][-1]["path"]
+    compare = [
+        "qemu-img",
+        "compare",
+        "-f",
+        "qcow2",
+        "-F",
+        "vpc",
+        v3_layer,
+        str(images / "web-v3.vhd"),
+    ]
+    assert subprocess.run(compare, capture_output=True, check=False).returncode == 0
 
     # Rolling back is `up` with the previous image: its layer is still there, nothing uploads.
     _use(stack, images / "web-v2.vhd")

@@ -9,6 +9,7 @@ image (`qemu-img compare`).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,12 +17,15 @@ from pathlib import Path
 
 import pytest
 from cloudservice import vhd
-from cloudservice.fabric import scan_release
+from cloudservice.fabric import scan_release, vm_role
 from cloudservice.fabric._layers import ImageChain, Layer
-from cloudservice.virt import Host, PoolSpec, VolumeSpec
+from cloudservice.fabric.vm_role import VmRole, VmRoleDeployment, VmRoleSpec
+from cloudservice.model import ChangeKind
+from cloudservice.virt import Host, HypervisorError, PoolSpec, VolumeSpec
 
 REPO = Path(__file__).resolve().parents[2]
 V1, V2 = REPO / ".cache/images/web-v1.vhd", REPO / ".cache/images/web-v2.vhd"
+V3 = REPO / ".cache/images/web-v3.vhd"
 
 
 @pytest.fixture
@@ -91,3 +95,64 @@ def test_a_damaged_or_foreign_cache_entry_is_not_trusted(chain: ImageChain, tmp_
     chain.delete(layer.volume)
     layer, _ = _released(chain, V2, layers)
     assert _same_disk(layer, V2)
+
+
+def test_a_layer_replaced_on_the_host_is_not_diffed_against(chain: ImageChain) -> None:
+    _, layers = _released(chain, V1, [])
+    top, layers = _released(chain, V2, layers)
+    # Same name, other bytes: a layer of V3 over it would read V3's pages over V1's.
+    chain.host.overwrite_volume(
+        chain.pool, VolumeSpec(name=top.volume, capacity=0, format="qcow2"), V1
+    )
+    layer, _ = _released(chain, V3, layers)
+    assert layer.format == "vpc" and layer.backing is None  # uploaded whole: a new chain
+    assert _same_disk(layer, V3)
+
+
+def test_without_a_cache_the_manifest_is_rebuilt_from_the_records_of_the_chain(
+    chain: ImageChain, tmp_path: Path
+) -> None:
+    _, layers = _released(chain, V1, [])
+    _, layers = _released(chain, V2, layers)
+    record = json.loads(chain.host.download_bytes(chain.pool, f"{layers[-1].volume}.manifest.json"))
+    assert "changes" in record and "manifest" not in record  # its size follows the change
+    assert len(json.dumps(record)) < 4096
+    shutil.rmtree(tmp_path / "cache")  # another machine, or a wiped cache
+    streamed = chain.host.bytes_uploaded
+    layer, _ = _released(chain, V3, layers)
+    assert layer.format == "qcow2" and layer.backing == layers[-1].volume
+    assert chain.host.bytes_uploaded - streamed < 64 * 1024  # a layer of V3's few pages
+    assert _same_disk(layer, V3)
+
+
+def test_a_failure_after_the_upload_is_resumed_without_uploading_again(
+    chain: ImageChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = _released(chain, V1, [])
+    spec = VmRoleSpec(name=chain.role, pool=chain.pool, instance_count=1, image=str(V2))
+    before = VmRoleDeployment(
+        layers=[base],
+        instances=[],
+        rollout_complete=True,
+        update_domains_upgraded=[],
+        last_upload_bytes=0,
+        summary="",
+    )
+    starts: list[str] = []
+
+    def cannot_start(*_args: object, **_kwargs: object) -> None:
+        starts.append("refused")
+        raise HypervisorError("domain role-0: cannot start (the host refused)")
+
+    monkeypatch.setattr(vm_role, "start_instance", cannot_start)
+    with pytest.raises(HypervisorError):
+        VmRole(chain.host, spec).change(before, ChangeKind.ROLLING_UPGRADE)
+    uploaded = chain.host.bytes_uploaded
+    # The next `up` starts from the state as it was recorded: the layer is found, not re-sent.
+    with pytest.raises(HypervisorError):
+        VmRole(chain.host, spec).change(before, ChangeKind.ROLLING_UPGRADE)
+    assert starts == ["refused", "refused"]
+    assert chain.host.bytes_uploaded == uploaded
+    layers, partial = chain.on_host()
+    assert [layer.volume for layer in layers] == [base.volume, "role-l1.qcow2"] and not partial
+    assert _same_disk(layers[-1], V2)

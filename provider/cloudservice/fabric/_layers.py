@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from .. import vhd
-from ..files import data_bytes, sha256_of_file, write_atomically
+from ..files import sha256_of_file, write_atomically
 from ..model import Model
 from ..virt import Host, ObjectNotFound, VolumeInfo, VolumeSpec
 from ._cache import cache_dir
@@ -53,6 +53,9 @@ class Layer(Model):
     uploaded_bytes: int
     blocks_changed: int
     uploaded_sha256: str | None = None  # of the bytes as uploaded: how an adopted one is checked
+    # The volume's modification time on the host after the upload: a layer whose bytes were
+    # replaced since (same name, other bytes) is not diffed against.
+    host_modified: str | None = None
 
     def disk(self, pool: str) -> VolumeInfo:
         """The layer as the read-only disk instances' overlays back onto."""
@@ -227,6 +230,17 @@ class ImageChain:
         except (ValueError, KeyError, TypeError):
             return None  # unreadable: not a record this provider wrote whole
 
+    def _unchanged(self, layer: Layer) -> bool:
+        """The layer's volume holds the bytes its record describes: same modification time as
+        after its upload, or, for a layer (small, unlike a whole image), bytes that still hash
+        to the record. Layers recorded before times were kept are taken as they are."""
+        live = self.host.volume(self.pool, layer.volume)
+        if live is None:
+            return False
+        if layer.host_modified is None or live.modified == layer.host_modified:
+            return True
+        return layer.format == "qcow2" and self._intact(layer)
+
     def _intact(self, layer: Layer) -> bool:
         """The layer's bytes on the host are the bytes its record says were uploaded."""
         if layer.uploaded_sha256 is None:
@@ -267,6 +281,7 @@ class ImageChain:
             volume=volume,
             format="vpc",
             path=uploaded.path,
+            host_modified=uploaded.modified or None,
             image_sha256=image.sha256,
             unique_id=info.unique_id,
             virtual_size=info.virtual_size,
@@ -292,6 +307,7 @@ class ImageChain:
             format="qcow2",
             backing=top.volume,
             path=uploaded.path,
+            host_modified=uploaded.modified or None,
             image_sha256=image.sha256,
             unique_id=image.manifest.unique_id,
             virtual_size=parent.virtual_size,
@@ -316,23 +332,29 @@ class ImageChain:
         parent = self._parent_manifest(layers, max_depth)
         if parent is None:
             size = Path(path).stat().st_size
-            why = "a new image chain" if not layers else f"no record of {layers[-1].volume}"
+            if not layers:
+                why = "a new image chain"
+            elif len(ancestry(layers, layers[-1].volume)) >= max_depth:
+                why = f"the chain is {max_depth} layers deep, so it starts again"
+            else:
+                why = f"{layers[-1].volume} has no record, or was replaced on the host"
             return f"image: {why}: uploaded whole, {size} bytes"
-        with _layer_file(path, layers[-1], parent, image.manifest, "preview.qcow2") as (
-            overlay,
-            result,
-        ):
-            streamed = data_bytes(overlay)
-        return (
-            f"image: {result.bytes_changed // vhd.PAGE} pages changed in {result.blocks_changed}"
-            f" of {result.blocks_total} blocks ({result.bytes_changed} bytes),"
-            f" {streamed} bytes to upload"
-        )
+        top = layers[-1]
+        with _layer_file(path, top, parent, image.manifest, "preview.qcow2") as (_, result):
+            return (
+                f"image: {result.bytes_changed // vhd.PAGE} pages changed in"
+                f" {result.blocks_changed} of {result.blocks_total} blocks"
+                f" ({result.bytes_changed} bytes), {result.upload_bytes} bytes to upload"
+            )
 
     def _parent_manifest(self, layers: Sequence[Layer], max_depth: int) -> vhd.BlockManifest | None:
         """The top layer's manifest, to diff a release against; None for a new chain, a
-        chain at its depth limit (coalesced by uploading whole) or a top without a record."""
-        if not layers or len(ancestry(layers, layers[-1].volume)) >= max_depth:
+        chain at its depth limit (coalesced by uploading whole), a top without a record, or
+        a chain with a layer replaced on the host (a new layer over it would read wrong)."""
+        if not layers or len(chain := ancestry(layers, layers[-1].volume)) >= max_depth:
+            return None
+        by_volume = {layer.volume: layer for layer in layers}
+        if not all(self._unchanged(by_volume[volume]) for volume in chain):
             return None
         return self._load_manifest(layers[-1], layers)
 

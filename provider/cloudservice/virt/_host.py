@@ -61,6 +61,7 @@ class VolumeInfo:
     format: str
     capacity: int
     allocation: int
+    modified: str = ""  # the file's mtime as the host reports it: changes when its bytes do
 
 
 @dataclass(frozen=True)
@@ -407,7 +408,9 @@ class Host:
     def _volume_info(self, pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
         with libvirt_errors(f"volume {volume.name()!r} in pool {pool_name!r}", self.label):
             _kind, capacity, allocation = volume.info()
-            fmt = ET.fromstring(volume.XMLDesc(0)).find("target/format")
+            target = ET.fromstring(volume.XMLDesc(0)).find("target")
+            fmt = target.find("format") if target is not None else None
+            modified = target.findtext("timestamps/mtime", "") if target is not None else ""
             path = volume.path()
         return VolumeInfo(
             pool=pool_name,
@@ -416,6 +419,7 @@ class Host:
             format=fmt.get("type", "raw") if fmt is not None else "raw",
             capacity=capacity,
             allocation=allocation,
+            modified=modified,
         )
 
     # -- networks ------------------------------------------------------------------------------

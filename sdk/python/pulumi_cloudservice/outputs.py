@@ -403,6 +403,8 @@ class Layer(dict):
             suggest = "uploaded_bytes"
         elif key == "virtualSize":
             suggest = "virtual_size"
+        elif key == "hostModified":
+            suggest = "host_modified"
         elif key == "uploadedSha256":
             suggest = "uploaded_sha256"
 
@@ -427,6 +429,7 @@ class Layer(dict):
                  virtual_size: _builtins.int,
                  volume: _builtins.str,
                  backing: Optional[_builtins.str] = None,
+                 host_modified: Optional[_builtins.str] = None,
                  uploaded_sha256: Optional[_builtins.str] = None):
         """
         :param _builtins.str format: One of: vpc, qcow2.
@@ -441,6 +444,8 @@ class Layer(dict):
         pulumi.set(__self__, "volume", volume)
         if backing is not None:
             pulumi.set(__self__, "backing", backing)
+        if host_modified is not None:
+            pulumi.set(__self__, "host_modified", host_modified)
         if uploaded_sha256 is not None:
             pulumi.set(__self__, "uploaded_sha256", uploaded_sha256)
 
@@ -491,6 +496,11 @@ class Layer(dict):
     @pulumi.getter
     def backing(self) -> Optional[_builtins.str]:
         return pulumi.get(self, "backing")
+
+    @_builtins.property
+    @pulumi.getter(name="hostModified")
+    def host_modified(self) -> Optional[_builtins.str]:
+        return pulumi.get(self, "host_modified")
 
     @_builtins.property
     @pulumi.getter(name="uploadedSha256")
