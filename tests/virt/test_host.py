@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import io
 import os
 import subprocess
@@ -106,6 +107,7 @@ def test_sparse_upload_sends_only_the_data_of_a_qcow2_layer(
     uploaded = Path(info.path)
     assert uploaded.stat().st_size == size
     assert filecmp.cmp(layer, uploaded, shallow=False)  # the bytes as they are, holes as zeros
+    assert info.sha256 == hashlib.sha256(layer.read_bytes()).hexdigest()  # digested as sent
     _run("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", str(layer), str(uploaded))
     listed = host.volume(pool.name, "layer.qcow2")
     assert listed is not None and listed.format == "qcow2" == info.format  # libvirt probed it
@@ -133,6 +135,7 @@ def test_sparse_upload_of_holes_and_zeros_sends_no_data(
     assert uploaded.stat().st_size == size and info.format == "raw"
     assert uploaded.stat().st_blocks == 0
     assert _download(host, pool.name, "zeros") == bytes(size)
+    assert info.sha256 == hashlib.sha256(bytes(size)).hexdigest()
 
 
 def test_uploading_over_an_existing_volume_is_refused(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +28,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from .. import vhd
-from ..files import sha256_of_file, write_atomically
+from ..files import write_atomically
 from ..model import Model
 from ..virt import Host, ObjectNotFound, VolumeInfo, VolumeSpec
 from ._cache import cache_dir
@@ -141,6 +142,18 @@ def _layer_file(
             parent, target, opened, overlay, backing_file=top.path, backing_format=top.format
         )
         yield overlay, result
+
+
+@contextmanager
+def _whole(path: str, differencing: bool) -> Iterator[str]:
+    """The release as one whole image: itself, or its chain merged into a temporary VHD."""
+    if not differencing:
+        yield path
+        return
+    with vhd.open_image(path, format="vhd") as chain, tempfile.TemporaryDirectory() as work:
+        merged = os.path.join(work, "merged.vhd")
+        vhd.coalesce(chain, merged)
+        yield merged
 
 
 @contextmanager
@@ -265,29 +278,32 @@ class ImageChain:
         return layer, [*layers, layer]
 
     def upload_base(self, image: Scan, path: str, index: int = 0) -> Layer:
-        """Upload a whole image as the bottom of a new chain (first deploy, or a coalesce)."""
+        """Upload a whole image as the bottom of a new chain (first deploy, or a coalesce); a
+        differencing release goes up merged with its parents (found locally)."""
         with vhd.open_image(path, format="vhd", resolve_parent=False) as opened:
             info = opened.info()
-        if info.type == "differencing":
-            raise vhd.ImageUsageError(
-                f"{path} is a differencing VHD: the first release of a role needs a whole "
-                "image (fixed or dynamic)"
-            )
         volume = self.layer_name(index, "vpc")
-        size = Path(path).stat().st_size
-        before = self.host.bytes_uploaded
-        uploaded = self._upload(volume, VolumeSpec(name=volume, capacity=size, format="vpc"), path)
+        with _whole(path, info.type == "differencing") as whole:
+            spec = VolumeSpec(name=volume, capacity=Path(whole).stat().st_size, format="vpc")
+            before = self.host.bytes_uploaded
+            uploaded = self._upload(volume, spec, whole)
+        if whole == path and uploaded.sha256 != image.sha256:
+            self.delete(volume)
+            raise vhd.ImageUsageError(
+                f"{path} changed while it was uploaded (its SHA-256 is no longer"
+                f" {image.sha256[:12]}): run the `up` again"
+            )
         layer = Layer(
             volume=volume,
             format="vpc",
             path=uploaded.path,
             host_modified=uploaded.modified or None,
             image_sha256=image.sha256,
-            unique_id=info.unique_id,
+            unique_id=info.unique_id,  # what a differencing release names as its parent
             virtual_size=info.virtual_size,
             uploaded_bytes=self.host.bytes_uploaded - before,
             blocks_changed=image.manifest.block_count,
-            uploaded_sha256=image.sha256,  # a whole image goes up as it is
+            uploaded_sha256=uploaded.sha256,
         )
         self._store_record(layer, image.manifest, image.manifest)
         return layer
@@ -301,7 +317,6 @@ class ImageChain:
             spec = VolumeSpec(name=volume, capacity=parent.virtual_size, format="qcow2")
             before = self.host.bytes_uploaded
             uploaded = self._upload(volume, spec, str(overlay), sparse=True)
-            uploaded_sha256 = sha256_of_file(overlay)
         layer = Layer(
             volume=volume,
             format="qcow2",
@@ -313,7 +328,7 @@ class ImageChain:
             virtual_size=parent.virtual_size,
             uploaded_bytes=self.host.bytes_uploaded - before,
             blocks_changed=result.blocks_changed,
-            uploaded_sha256=uploaded_sha256,
+            uploaded_sha256=uploaded.sha256,
         )
         self._store_record(layer, image.manifest.changes_since(parent), image.manifest)
         return layer

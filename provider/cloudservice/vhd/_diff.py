@@ -20,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..files import data_bytes
 from ._differencing import DifferencingImage
@@ -37,6 +40,8 @@ from ._writer import ParentRef, VhdWriter
 from .errors import ChainError, ImageFormatError, ImageUsageError
 
 _CHUNK = 64 * 1024
+_THREADS = 2  # readers of a local diff: more than two only queue on this kind of machine
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -321,27 +326,52 @@ def layer_from_manifests(
 
 
 def _diff_local(parent: Image, new: Image, bs: int, sink: _Sink) -> tuple[int, int, int]:
-    """Compare block by block with plain preads and memcmp.
+    """Compare block by block with plain preads and memcmp, on two threads.
 
-    Serial on purpose: reading the new side on a helper thread was measured ~10% slower
-    (both reads are memory-bandwidth bound; the hand-off only adds latency).
+    Reading (a copy out of the page cache, or the disk) is the cost and drops the GIL, so two
+    threads each read and compare their own blocks; the sink takes changed blocks in order.
     """
     size = parent.virtual_size
-    pbuf, nbuf = bytearray(bs), bytearray(bs)
-    pview, nview = memoryview(pbuf), memoryview(nbuf)
     changed = nbytes = nread = 0
     for image in (*chain_of(parent), *chain_of(new)):
         advise_sequential(image)
-    for index in merged_data_blocks([parent, new], bs, size):
-        nread += read_block(parent, index, bs, pview) + read_block(new, index, bs, nview)
+    local = threading.local()
+
+    def compare(index: int) -> tuple[int, int, bytearray | None, list[int]]:
+        if not hasattr(local, "bufs"):
+            local.bufs = (bytearray(bs), bytearray(bs))
+        pbuf, nbuf = local.bufs
+        got = read_block(parent, index, bs, memoryview(pbuf))
+        got += read_block(new, index, bs, memoryview(nbuf))
         if pbuf == nbuf:
-            continue
-        n = min(bs, size - index * bs)
-        pages = changed_pages(pbuf, nbuf, n)
-        sink.put(index, nbuf, n, pages)
-        changed += 1
-        nbytes += _page_bytes(pages, n)
+            return index, got, None, []
+        pages = changed_pages(pbuf, nbuf, min(bs, size - index * bs))
+        return index, got, bytearray(nbuf), pages  # a copy: the buffer is the thread's
+
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        blocks = merged_data_blocks([parent, new], bs, size)
+        for index, got, block, pages in _in_order(pool, compare, blocks):
+            nread += got
+            if block is None:
+                continue
+            n = min(bs, size - index * bs)
+            sink.put(index, block, n, pages)
+            changed, nbytes = changed + 1, nbytes + _page_bytes(pages, n)
     return changed, nbytes, nread
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, work: Callable[[int], _T], items: Iterable[int], ahead: int = 8
+) -> Iterator[_T]:
+    """``work(item)`` for each item on the pool, results in the items' order, at most
+    ``ahead`` in flight (memory stays bounded whatever the disk's size)."""
+    pending: deque[Future[_T]] = deque()
+    for item in items:
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+        pending.append(pool.submit(work, item))
+    while pending:
+        yield pending.popleft().result()
 
 
 def _diff_manifest(manifest: BlockManifest, new: Image, sink: _Sink) -> tuple[int, int, int]:

@@ -8,6 +8,8 @@ XML comes from `xml.py`; objects are looked up by name and described by small fr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
 import ipaddress
 import tempfile
@@ -23,7 +25,7 @@ from typing import Protocol
 import libvirt
 
 from .. import cancel, progress
-from ..files import data_bytes, sparse_sections
+from ..files import sparse_sections
 from . import xml
 from ._connect import connect
 from ._errors_map import libvirt_errors
@@ -38,6 +40,7 @@ from .errors import (
 
 DEFAULT_URI = "qemu:///system"
 _UPLOAD_CHUNK = 4 * 1024 * 1024
+_ZEROS = memoryview(bytes(1 << 20))
 
 
 class Sink(Protocol):
@@ -62,6 +65,7 @@ class VolumeInfo:
     capacity: int
     allocation: int
     modified: str = ""  # the file's mtime as the host reports it: changes when its bytes do
+    sha256: str = ""  # of the bytes an upload sent (a hole as zeros); "" when not from one
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,28 @@ def _refresh(pool: libvirt.virStoragePool) -> None:
             raise
 
 
-@dataclass
 class _Meter:
-    """An upload's progress: data bytes sent of those it has to send."""
+    """An upload as it goes: where the stream stands in the file, the data bytes sent, and
+    the SHA-256 of the bytes the volume receives (a hole as its zeros)."""
 
-    name: str
-    total: int
-    sent: int = 0
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+        self.position = self.sent = 0
+        self.digest = hashlib.sha256()
+
+    def data(self, data: bytes) -> None:
+        self.position += len(data)
+        self.sent += len(data)
+        self.digest.update(data)
+        progress.status(
+            f"uploading {self.name}: {self.position} of {self.size} bytes"
+            f" ({self.sent} sent, holes skipped)"
+        )
+
+    def hole(self, length: int) -> None:
+        self.position += length
+        for at in range(0, length, len(_ZEROS)):
+            self.digest.update(_ZEROS[: min(len(_ZEROS), length - at)])
 
 
 class _SparseSource:
@@ -265,7 +284,7 @@ class Host:
                 raise ObjectExists(f"{what} already exists: choose another name or delete it")
             volume = pool.createXML(xml.volume_xml(created, 0 if sparse else None), 0)
         try:
-            self._upload(volume, source, what, sparse=sparse)
+            sent = self._upload(volume, source, what, sparse=sparse)
         except BaseException:
             # A host that stopped answering cannot clean up: the upload's error says so.
             with contextlib.suppress(HostUnavailable), libvirt_errors(what, self.label):
@@ -274,7 +293,7 @@ class Host:
         if sparse:
             with libvirt_errors(what, self.label):
                 _refresh(pool)
-        return self._volume_info(pool_name, volume)
+        return dataclasses.replace(self._volume_info(pool_name, volume), sha256=sent)
 
     def overwrite_volume(self, pool_name: str, spec: VolumeSpec, source: Path) -> VolumeInfo:
         """Replace a volume's bytes, keeping its name and path.
@@ -290,8 +309,8 @@ class Host:
                 volume.delete(0)
         if not same_size:
             return self.upload_volume(pool_name, spec, source)
-        self._upload(volume, source, what)
-        return self._volume_info(pool_name, volume)
+        sent = self._upload(volume, source, what)
+        return dataclasses.replace(self._volume_info(pool_name, volume), sha256=sent)
 
     def volume(self, pool_name: str, name: str) -> VolumeInfo | None:
         try:
@@ -361,11 +380,12 @@ class Host:
 
     def _upload(
         self, volume: libvirt.virStorageVol, source: Path, what: str, *, sparse: bool = False
-    ) -> None:
-        """Stream `source` into `volume`: every byte, or (`sparse`) its data and holes."""
+    ) -> str:
+        """Stream `source` into `volume`: every byte, or (`sparse`) its data and holes. Returns
+        the SHA-256 of what the volume received, read as it was sent."""
         size = source.stat().st_size
         flags = libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM if sparse else 0
-        meter = _Meter(volume.name(), data_bytes(source) if sparse else size)
+        meter = _Meter(volume.name(), size)
         with libvirt_errors(what, self.label), open(source, "rb") as reader:
             stream = self._conn.newStream(0)
             volume.upload(stream, 0, size, flags)
@@ -381,12 +401,14 @@ class Host:
                 with contextlib.suppress(libvirt.libvirtError):  # the connection may be gone
                     stream.abort()
                 raise
+        return meter.digest.hexdigest()
 
     def _send_sparse(self, stream: libvirt.virStream, source: _SparseSource, meter: _Meter) -> None:
         def skip(_stream: libvirt.virStream, length: int, _opaque: object) -> int:
             # Called once the stream took the hole.
             self.holes_uploaded += 1
             self.hole_bytes_uploaded += length
+            meter.hole(length)
             return source.skip(length)
 
         stream.sparseSendAll(
@@ -401,8 +423,7 @@ class Host:
         cancel.checkpoint()  # a partial volume is a leftover the next run recognises
         data = read(min(nbytes, _UPLOAD_CHUNK))
         self.bytes_uploaded += len(data)
-        meter.sent += len(data)
-        progress.status(f"uploading {meter.name}: {meter.sent} of {meter.total} bytes sent")
+        meter.data(data)
         return data
 
     def _volume_info(self, pool_name: str, volume: libvirt.virStorageVol) -> VolumeInfo:
