@@ -35,18 +35,27 @@ def scan_release(path: str) -> Scan:
     """The image's scan: from the cache when this version of the file was scanned before,
     else by reading it (once, for a whole image; a differencing one is read through its
     parents)."""
+    identity, real = _identity(path), os.path.realpath(path)
+    if (known := _seen.get(real)) and known[0] == identity:
+        return known[1]  # this process read it already (check, preview and update all ask)
     entry = _entry(path)
     try:
         cached = json.loads(entry.read_bytes())
-        if cached.get("identity") == _identity(path):
-            return Scan(cached["sha256"], vhd.BlockManifest.from_json(cached["manifest"]))
+        if cached.get("identity") == identity:
+            scanned = Scan(cached["sha256"], vhd.BlockManifest.from_json(cached["manifest"]))
+            _seen[real] = (identity, scanned)
+            return scanned
     except (OSError, ValueError, KeyError, TypeError, AttributeError, vhd.ManifestError):
         pass  # no entry, or not one to trust: scan
     with vhd.open_image(path, format="vhd") as image:
         manifest, sha256 = vhd.scan_image(image)
-    document = {"identity": _identity(path), "sha256": sha256, "manifest": manifest.to_json()}
+    document = {"identity": identity, "sha256": sha256, "manifest": manifest.to_json()}
     write_atomically(entry, json.dumps(document, separators=(",", ":")).encode())
-    return Scan(sha256, manifest)
+    _seen[real] = (identity, Scan(sha256, manifest))
+    return _seen[real][1]
+
+
+_seen: dict[str, tuple[list[int | str], Scan]] = {}  # by real path: this process's scans
 
 
 def _identity(path: str) -> list[int | str]:
