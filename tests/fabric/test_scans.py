@@ -69,3 +69,19 @@ def test_a_damaged_or_foreign_cache_entry_means_a_new_scan(
     os.replace(other, image)
     monkeypatch.setattr(_scans, "_seen", {})
     assert scan_release(str(image)) == first and len(scans) == 3
+
+
+def test_a_differencing_release_is_its_parents_scan_plus_its_own_pages(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v2 = REPO / ".cache/images/web-v2.vhd"
+    child = tmp_path / "update.vhd"
+    with vhd.open_image(image) as parent, vhd.open_image(v2) as new:
+        vhd.diff_images(parent, new, child)
+    scan_release(str(image))  # the parent was scanned when it was deployed
+    scans = _count_scans(monkeypatch)
+    scanned = scan_release(str(child))
+    assert scans == []  # no whole-image scan: the parent's is cached, the child is small
+    assert scanned.sha256 == sha256_of_file(child)
+    with vhd.open_image(v2) as new:
+        assert scanned.manifest.pages == vhd.make_manifest(new).pages

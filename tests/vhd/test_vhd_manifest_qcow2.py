@@ -21,6 +21,7 @@ from cloudservice.vhd import (
     make_manifest,
     open_image,
     qcow2_overlay_from_manifest,
+    scan_child,
     scan_image,
     write_qcow2_overlay,
 )
@@ -197,3 +198,22 @@ def test_a_file_changed_after_its_scan_is_not_shipped(
         pytest.raises(ImageUsageError, match=r"changed after it was scanned \(block 20, page 3"),
     ):
         layer_from_manifests(parent, target, n, tmp_path / "over.qcow2", backing_file="p.vhd")
+
+
+def test_a_differencing_release_is_read_only_where_it_stores_pages(
+    tmp_path: Path, parent_vhd: Path, new_raw: Path
+) -> None:
+    """An update shipped as a differencing disk: its manifest from the parent's and its own
+    pages; the layer from reading only those."""
+    with open_image(parent_vhd) as p, open_image(new_raw) as n:
+        parent = make_manifest(p)
+        diff_images(p, n, tmp_path / "child.vhd")
+    with open_image(tmp_path / "child.vhd") as child:
+        assert scan_child(child, parent) == make_manifest(child)  # what a whole scan gives
+        result = qcow2_overlay_from_manifest(
+            parent, child, tmp_path / "over.qcow2", backing_file="parent.vhd"
+        )
+    # The child stores 38 changed pages (a page is 4 KiB: 8 sectors of its bitmap).
+    assert result.bytes_changed == 38 * 4096
+    assert result.bytes_read <= 2 * 38 * 4096  # its pages once to digest, changed ones to ship
+    _check_overlay(tmp_path / "over.qcow2", "parent.vhd", new_raw)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import vhd
-from ..files import write_atomically
+from ..files import sha256_of_file, write_atomically
 from ._cache import cache_dir
 
 
@@ -33,8 +33,8 @@ class Scan:
 
 def scan_release(path: str) -> Scan:
     """The image's scan: from the cache when this version of the file was scanned before,
-    else by reading it (once, for a whole image; a differencing one is read through its
-    parents)."""
+    else by reading it (once, for a whole image; for a differencing one, what it stores,
+    over its parent's scan)."""
     identity, real = _identity(path), os.path.realpath(path)
     if (known := _seen.get(real)) and known[0] == identity:
         return known[1]  # this process read it already (check, preview and update all ask)
@@ -47,12 +47,21 @@ def scan_release(path: str) -> Scan:
             return scanned
     except (OSError, ValueError, KeyError, TypeError, AttributeError, vhd.ManifestError):
         pass  # no entry, or not one to trust: scan
-    with vhd.open_image(path, format="vhd") as image:
-        manifest, sha256 = vhd.scan_image(image)
+    manifest, sha256 = _scan(path)
     document = {"identity": identity, "sha256": sha256, "manifest": manifest.to_json()}
     write_atomically(entry, json.dumps(document, separators=(",", ":")).encode())
     _seen[real] = (identity, Scan(sha256, manifest))
     return _seen[real][1]
+
+
+def _scan(path: str) -> tuple[vhd.BlockManifest, str]:
+    """Read the image: whole, or (a differencing one) only what it stores over its parent's
+    scan, itself cached: an update shipped as a differencing disk costs its own size."""
+    with vhd.open_image(path, format="vhd") as image:
+        if image.parent is None:
+            return vhd.scan_image(image)
+        parent = scan_release(image.parent.path).manifest
+        return vhd.scan_child(image, parent), sha256_of_file(path)
 
 
 _seen: dict[str, tuple[list[int | str], Scan]] = {}  # by real path: this process's scans

@@ -38,7 +38,8 @@ API (signatures):
   resolve_parent=True) -> Image``; ``format`` is "vhd", "raw", "qcow2" or None (probe).
 * ``make_manifest(image, *, block_size=None) -> BlockManifest`` (JSON via ``to_json()`` /
   ``save(path)``; ``BlockManifest.from_json(doc)`` / ``load(path)``); ``scan_image(image)
-  -> (BlockManifest, file sha256)`` reads a whole image's file once for both.
+  -> (BlockManifest, file sha256)`` reads a whole image's file once for both;
+  ``scan_child(child, parent_manifest)`` reads only what a differencing image stores.
 * ``diff_images(parent, new, out_path, *, block_size=None) -> DiffResult``
 * ``diff_against_manifest(manifest, new, out_path, *, parent_unique_id=None,
   parent_path=None, parent_timestamp=None) -> DiffResult``
@@ -80,7 +81,14 @@ if TYPE_CHECKING:
     from ._dynamic import DynamicImage
     from ._fixed import FixedImage
     from ._image import Extent, ExtentKind, Image, ImageInfo
-    from ._manifest import PAGE, BlockManifest, ManifestChanges, make_manifest, scan_image
+    from ._manifest import (
+        PAGE,
+        BlockManifest,
+        ManifestChanges,
+        make_manifest,
+        scan_child,
+        scan_image,
+    )
     from ._open import MAX_CHAIN_DEPTH, chain_of, detect_format, open_image, verify_chain
     from ._walk import MapEntry, image_map
     from ._writer import (
@@ -147,6 +155,7 @@ __all__ = [
     "open_image",
     "qcow2_overlay_from_manifest",
     "qcow2_overlay_of",
+    "scan_child",
     "scan_image",
     "verify_chain",
     "write_qcow2_overlay",
@@ -197,6 +206,7 @@ _MODULE_OF: dict[str, str] = {
     "open_image": "._open",
     "qcow2_overlay_from_manifest": "._diff",
     "qcow2_overlay_of": "._diff",
+    "scan_child": "._manifest",
     "scan_image": "._manifest",
     "verify_chain": "._open",
     "write_qcow2_overlay": "._diff",

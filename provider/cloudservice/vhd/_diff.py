@@ -32,7 +32,15 @@ from ..files import data_bytes
 from ._differencing import DifferencingImage
 from ._format import DEFAULT_BLOCK_SIZE, vhd_timestamp
 from ._image import Image, advise_sequential, is_zero
-from ._manifest import PAGE, PAGE_DIGEST, ZERO_PAGE, BlockManifest, hashed_blocks
+from ._manifest import (
+    PAGE,
+    PAGE_DIGEST,
+    ZERO_PAGE,
+    BlockManifest,
+    hashed_blocks,
+    page_runs,
+    scan_child,
+)
 from ._open import chain_of
 from ._qcow2_writer import Qcow2OverlayWriter
 from ._walk import data_blocks, merged_data_blocks, read_block
@@ -375,7 +383,11 @@ def _in_order(
 
 
 def _diff_manifest(manifest: BlockManifest, new: Image, sink: _Sink) -> tuple[int, int, int]:
-    """Digest the new image's pages (one pass) and put the pages whose digests differ."""
+    """Digest the new image's pages (one pass) and put the pages whose digests differ; a
+    differencing image of the manifest's image: only the pages it stores are read."""
+    if _child_of(new, manifest):
+        target = scan_child(new, manifest)
+        return _diff_manifests(manifest, target, new, sink)
     bs = manifest.block_size
     changed = nbytes = nread = 0
     indices = _unique(heapq.merge(sorted(manifest.pages), data_blocks(new, bs)))
@@ -397,17 +409,19 @@ def _diff_manifests(
     """Put the pages where ``target`` (the manifest of ``new``) differs from ``parent``,
     reading only those pages of ``new``, each checked against its digest."""
     bs = parent.block_size
-    buf = bytearray(bs)
+    buf, zeros = bytearray(bs), bytes(bs)  # the sinks read only the changed pages of `buf`
+    view = memoryview(buf)
     changed = nbytes = nread = 0
     for index, pages in parent.changed_blocks(target):
         n = min(bs, new.virtual_size - index * bs)
-        buf[:] = bytes(bs)
-        for first, count in _runs(pages):
-            start, end = first * PAGE, min((first + count) * PAGE, n)
-            new.readinto(index * bs + start, memoryview(buf)[start:end])
+        runs = [(first * PAGE, min((first + count) * PAGE, n)) for first, count in page_runs(pages)]
+        for start, end in runs:
+            new.readinto(index * bs + start, view[start:end])
             nread += end - start
         _check_pages(buf, n, pages, target, index, new.path)
         sink.put(index, buf, n, pages)
+        for start, end in runs:  # zeros again for the next block's pages
+            view[start:end] = zeros[: end - start]
         changed, nbytes = changed + 1, nbytes + _page_bytes(pages, n)
     return changed, nbytes, nread
 
@@ -420,18 +434,11 @@ def _differing(old: bytes, now: bytes) -> list[int]:
     ]
 
 
-def _runs(pages: list[int]) -> Iterator[tuple[int, int]]:
-    """(first page, count) of each run of consecutive pages."""
-    first = count = 0
-    for page in pages:
-        if count and page == first + count:
-            count += 1
-            continue
-        if count:
-            yield first, count
-        first, count = page, 1
-    if count:
-        yield first, count
+def _child_of(image: Image, manifest: BlockManifest) -> bool:
+    """Whether ``image`` is a differencing image whose parent is the manifest's image."""
+    if not isinstance(image, DifferencingImage) or manifest.unique_id is None:
+        return False
+    return str(uuid.UUID(bytes=image.parent_unique_id)) == manifest.unique_id
 
 
 def _check_pages(

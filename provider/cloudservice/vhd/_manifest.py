@@ -314,6 +314,65 @@ def scan_image(image: Image, *, block_size: int | None = None) -> tuple[BlockMan
     return _manifest(image, bs, pages), digest.hexdigest()
 
 
+def scan_child(image: Image, parent: BlockManifest) -> BlockManifest:
+    """The manifest of a differencing image, from its parent's manifest and the pages the
+    child stores (read through the chain where a page is partly the parent's). Only those
+    are read: an update shipped as a differencing disk costs what it changes, not the size
+    of the disk.
+    """
+    if image.parent is None or image.virtual_size != parent.virtual_size:
+        raise ManifestError(
+            f"{image.path}: scan_child needs a differencing image of the manifest's size"
+        )
+    bs = parent.block_size
+    pages = dict(parent.pages)
+    buf = bytearray(bs)
+    view = memoryview(buf)
+    for index, stored in _stored_pages(image, bs):
+        n = min(bs, image.virtual_size - index * bs)
+        for first, count in page_runs(stored):
+            start, end = first * PAGE, min((first + count) * PAGE, n)
+            image.readinto(index * bs + start, view[start:end])
+            view[end : (first + count) * PAGE] = bytes((first + count) * PAGE - end)
+        digests = bytearray(parent.page_digests(index))
+        for page in stored:
+            digest = hashlib.sha256(view[page * PAGE : (page + 1) * PAGE]).digest()
+            digests[page * PAGE_DIGEST : (page + 1) * PAGE_DIGEST] = digest[:PAGE_DIGEST]
+        if bytes(digests) == ZERO_PAGE * parent.pages_per_block:
+            pages.pop(index, None)
+        else:
+            pages[index] = bytes(digests)
+    return _manifest(image, parent.block_size, pages)
+
+
+def page_runs(pages: list[int]) -> Iterator[tuple[int, int]]:
+    """(first page, count) of each run of consecutive pages, of ascending ``pages``."""
+    first = count = 0
+    for page in pages:
+        if count and page == first + count:
+            count += 1
+            continue
+        if count:
+            yield first, count
+        first, count = page, 1
+    if count:
+        yield first, count
+
+
+def _stored_pages(image: Image, bs: int) -> Iterator[tuple[int, list[int]]]:
+    """(block index, pages within it) where ``image`` itself (not its parent) has data."""
+    touched: dict[int, set[int]] = {}
+    offset = 0
+    while offset < image.virtual_size:
+        extent = image.block_status(offset)
+        if extent.kind is not ExtentKind.BACKING:
+            for page in range(offset // PAGE, -(-(offset + extent.length) // PAGE)):
+                touched.setdefault(page * PAGE // bs, set()).add(page % (bs // PAGE))
+        offset += extent.length
+    for index in sorted(touched):
+        yield index, sorted(touched[index])
+
+
 def hashed_blocks(
     image: Image,
     block_size: int,
