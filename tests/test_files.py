@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
 from cloudservice.files import (
     AtomicFile,
+    data_bytes,
     partial_files,
     path_problem,
+    sparse_sections,
     why_unreadable,
     write_atomically,
 )
@@ -105,3 +108,34 @@ def test_why_a_path_could_not_be_opened(tmp_path: Path) -> None:
         with pytest.raises(OSError) as info:
             open(path, "rb")  # noqa: SIM115 (it fails)
         assert why_unreadable(info.value) == why
+
+
+def _sector_by_sector(data: bytes) -> list[tuple[bool, int]]:
+    """What a sparse copy's data map means: each 512-byte sector is data unless all zero."""
+    runs: list[tuple[bool, int]] = []
+    for at in range(0, len(data), 512):
+        sector = data[at : at + 512]
+        is_data = sector != bytes(len(sector))
+        if runs and runs[-1][0] == is_data:
+            runs[-1] = (is_data, runs[-1][1] + len(sector))
+        else:
+            runs.append((is_data, len(sector)))
+    return runs
+
+
+def test_a_files_data_map_is_its_non_zero_sectors(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        data = bytearray(rng.randrange(1, 300_000))
+        for _ in range(rng.randrange(1, 24)):  # runs of data and of zeros, any alignment
+            at = rng.randrange(len(data))
+            n = min(rng.randrange(1, 20_000), len(data) - at)
+            data[at : at + n] = rng.randbytes(n) if rng.random() < 0.5 else bytes(n)
+        path = tmp_path / "file"
+        path.write_bytes(data)
+        with open(path, "rb") as reader:
+            sections = list(sparse_sections(reader.fileno()))
+        rebuilt = b"".join(bytes(s) for s in sections)  # a hole's length: as many zeros
+        assert rebuilt == bytes(data)  # data as it is, holes as zeros
+        expected = _sector_by_sector(bytes(data))
+        assert data_bytes(path) == sum(length for is_data, length in expected if is_data)
