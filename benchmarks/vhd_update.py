@@ -13,9 +13,11 @@ copy with pages overwritten by other SHAKE bytes, both made dynamic VHDs with
    lengths, seeded random, not overlapping);
 4. the --big-mib OLD and an identical copy of its file.
 
-Per case, four whole processes (spawn to exit, start-up included), timed in the same run,
-paired and repeated: one unmeasured warm-up round (page cache, bytecode), then --rounds
-rounds in which the order of the four is rotated; medians are reported, with every run.
+Per case, five whole processes (spawn to exit, start-up included), timed in the same run,
+paired and repeated: one unmeasured warm-up round (page cache, bytecode: compiled modules are
+kept, as on a user's machine, even when this shell says PYTHONDONTWRITEBYTECODE), then
+--rounds rounds in which the order of the five is rotated; medians are reported, with every
+run.
 
 a. ``cloudservice vhd diff OLD NEW -o layer-a.qcow2 --json`` (two images at hand, like qemu)
 b. ``cloudservice vhd diff old.json NEW -o layer-b.qcow2 --parent-path OLD --json``: against
@@ -24,9 +26,15 @@ b. ``cloudservice vhd diff old.json NEW -o layer-b.qcow2 --parent-path OLD --jso
 c. ``qemu-img compare OLD NEW`` (exit 0 identical, 1 differ; it stops at the first
    difference, so its time depends on where that is: the offset is printed);
 d. ``sh -c 'qemu-img create -f qcow2 -b NEW -F vpc ov.qcow2 && qemu-img rebase -b OLD -F vpc
-   ov.qcow2'``: qemu building an overlay over OLD that reads as NEW.
+   ov.qcow2'``: qemu building an overlay over OLD that reads as NEW;
+e. ``cloudservice vhd diff old.json CHILD -o layer-e.qcow2 --parent-path OLD --json``, CHILD
+   being the update shipped as a differencing VHD of OLD (made beforehand, untimed, by
+   ``cloudservice vhd diff OLD NEW -o child.vhd``): only the pages CHILD stores are read.
 
-Checked afterwards: both our layers and qemu's overlay read as NEW (``qemu-img compare``).
+The goal "faster than qemu" compares a, b and e with qemu's like-for-like: ``compare`` when
+the images are identical (the only case where it reads everything), ``rebase`` otherwise.
+
+Checked afterwards: our layers and qemu's overlay read as NEW (``qemu-img compare``).
 Sizes: apparent (st_size) and allocated (st_blocks * 512) of each; ``upload_bytes`` of ours
 (what a sparse upload sends). Peak memory: ``ru_maxrss`` of each child (``os.wait4``), the
 largest over the rounds. The commands are spawned, and timed, by a small runner process, not
@@ -42,9 +50,9 @@ role does. Reported: ``Host.bytes_uploaded`` of the release (the layer and its r
 counted at the libvirt stream), beside the bound of the issue, 1.25 x (changed pages x 4096)
 + 64 KiB, and beside a whole re-upload of NEW (``Host.upload_volume`` non-sparse, as
 pulumi-libvirt would); the layer on the host must read as NEW (``qemu-img compare``); and the
-bytes that process read (``rchar`` of /proc/self/io, after the imports) over NEW's file size,
-per step (goal: about 1, the image read once per up; met at <= 1.10). rchar counts every
-read: NEW's, but also the scan cache entry each step loads, the base's record fetched from the
+bytes that process read from NEW itself (the process runs under ``strace -y``, which names
+each read's file) over NEW's file size (goal: about 1, the image read once per up; met at
+<= 1.10), beside ``rchar`` of /proc/self/io per step. rchar counts every read: NEW's, but also the scan cache entry each step loads, the base's record fetched from the
 host (the cache is cold) and its cached copy, and the layer the flow writes to a temporary
 file and reads back (to size it, digest it and stream it). Each case's layer is deleted
 before the next; the base stays for the cases of its OLD.
