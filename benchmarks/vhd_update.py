@@ -52,10 +52,11 @@ counted at the libvirt stream), beside the bound of the issue, 1.25 x (changed p
 pulumi-libvirt would); the layer on the host must read as NEW (``qemu-img compare``); and the
 bytes that process read from NEW itself (the process runs under ``strace -y``, which names
 each read's file) over NEW's file size (goal: about 1, the image read once per up; met at
-<= 1.10), beside ``rchar`` of /proc/self/io per step. rchar counts every read: NEW's, but also the scan cache entry each step loads, the base's record fetched from the
-host (the cache is cold) and its cached copy, and the layer the flow writes to a temporary
-file and reads back (to size it, digest it and stream it). Each case's layer is deleted
-before the next; the base stays for the cases of its OLD.
+<= 1.10), beside ``rchar`` of /proc/self/io per step. rchar counts every read: NEW's, but
+also the scan cache entry, the base's record fetched from the host (the cache is cold) and
+its cached copy, and the layer the flow writes to a temporary file and reads back (to size it
+and stream it). Each case's layer is deleted before the next; the base stays for the cases
+of its OLD.
 
 Every goal is printed with whether it is met; ``--json`` prints one JSON document instead
 (progress goes to stderr). Files go to a temporary directory under --workdir, deleted at the
