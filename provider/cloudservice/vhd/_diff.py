@@ -219,11 +219,11 @@ def qcow2_overlay_of(
         backing_file = os.path.relpath(
             os.path.abspath(parent.path), os.path.dirname(os.path.abspath(out_path))
         )
-    with _qcow2(out_path, parent.virtual_size, backing_file, backing_format, bs) as writer:
-        changed, nbytes, nread = _diff_local(parent, new, bs, _Qcow2Sink(writer, bs))
-        size = writer.commit()
-    return _result(
-        out_path, "qcow2", parent.virtual_size, bs, changed, nbytes, nread, size, _uid_of(parent)
+    return _qcow2_layer(
+        out_path,
+        (parent.virtual_size, bs, _uid_of(parent)),
+        (backing_file, backing_format),
+        lambda sink: _diff_local(parent, new, bs, sink),
     )
 
 
@@ -292,20 +292,11 @@ def qcow2_overlay_from_manifest(
 ) -> DiffResult:
     """A qcow2 overlay over ``backing_file`` (the manifest's image) that reads as ``new``."""
     _same_size(manifest.virtual_size, new, "manifest")
-    bs = manifest.block_size
-    with _qcow2(out_path, manifest.virtual_size, backing_file, backing_format, bs) as writer:
-        changed, nbytes, nread = _diff_manifest(manifest, new, _Qcow2Sink(writer, bs))
-        size = writer.commit()
-    return _result(
+    return _qcow2_layer(
         out_path,
-        "qcow2",
-        manifest.virtual_size,
-        bs,
-        changed,
-        nbytes,
-        nread,
-        size,
-        manifest.unique_id,
+        (manifest.virtual_size, manifest.block_size, manifest.unique_id),
+        (backing_file, backing_format),
+        lambda sink: _diff_manifest(manifest, new, sink),
     )
 
 
@@ -321,12 +312,11 @@ def layer_from_manifests(
     """A qcow2 overlay over ``backing_file`` (``parent``'s image) that reads as ``new``, whose
     manifest ``target`` is already known: only the changed pages of ``new`` are read."""
     _same_size(parent.virtual_size, new, "manifest")
-    bs = parent.block_size
-    with _qcow2(out_path, parent.virtual_size, backing_file, backing_format, bs) as writer:
-        changed, nbytes, nread = _diff_manifests(parent, target, new, _Qcow2Sink(writer, bs))
-        size = writer.commit()
-    return _result(
-        out_path, "qcow2", parent.virtual_size, bs, changed, nbytes, nread, size, parent.unique_id
+    return _qcow2_layer(
+        out_path,
+        (parent.virtual_size, parent.block_size, parent.unique_id),
+        (backing_file, backing_format),
+        lambda sink: _diff_manifests(parent, target, new, sink),
     )
 
 
@@ -494,6 +484,21 @@ def _same_size(size: int, new: Image, what: str) -> None:
             field="virtual size",
             value=new.virtual_size,
         )
+
+
+def _qcow2_layer(
+    out_path: str | os.PathLike[str],
+    geometry: tuple[int, int, str | None],
+    backing: tuple[str, str],
+    diff: Callable[[_Sink], tuple[int, int, int]],
+) -> DiffResult:
+    """Run ``diff`` into a qcow2 layer: geometry is (virtual size, block size, the parent's
+    unique id), backing (file, format)."""
+    size, bs, parent_uid = geometry
+    with _qcow2(out_path, size, *backing, bs) as writer:
+        changed, nbytes, nread = diff(_Qcow2Sink(writer, bs))
+        file_size = writer.commit()
+    return _result(out_path, "qcow2", size, bs, changed, nbytes, nread, file_size, parent_uid)
 
 
 def _qcow2(
