@@ -6,7 +6,9 @@ Each provider talks to the host in its own stack config: `libvirt:uri` and `clou
 (default qemu:///system).
 
 Names on the host carry the stack name, so stacks (dev, staging, production) can share a host.
-Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
+Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them, checked before
+anything is touched (components/stack_config.py: an unknown key or a wrong value is one error
+naming the key and the file):
 
     poolPath                        where the service's disks live on the host
     cidr                            the service network's subnet (Web and Worker roles)
@@ -14,6 +16,7 @@ Stack config (stacks/Pulumi.<stack>.yaml) sets what differs between them:
     frontDoorPorts                  its ports by listener, e.g. {"Web.HttpIn": 8080}
     serviceFile                     the service document (default sample/service.yaml)
     instances                       instance counts by role, e.g. {"Web": 3}
+    upgradeMode                     auto, manual or simultaneous (default: the service's)
     images                          VM role images by role (.vhd paths)
     packages                        role packages by role (a .cspkg or a directory)
     osVersion                       the guest OS version of Web and Worker roles ("*": newest)
@@ -30,13 +33,14 @@ from pathlib import Path
 import pulumi
 import pulumi_libvirt as libvirt
 
-from components import CloudService, load_service
+from components import CloudService, load_service, load_stack_config
 
 # When an update fails, Pulumi's language host ends the program with SIGINT (the engine is done
 # with it); Python would print a KeyboardInterrupt traceback under the real error. Die quietly.
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 config = pulumi.Config()
+settings = load_stack_config()
 stack = pulumi.get_stack()
 prefix = f"cs-{stack}"
 
@@ -45,27 +49,21 @@ pool = libvirt.Pool(
     name=f"{prefix}-pool",
     type="dir",
     target=libvirt.PoolTargetArgs(
-        path=config.get("poolPath") or f"/var/lib/cloudservice/pools/{stack}"
+        path=settings.pool_path or f"/var/lib/cloudservice/pools/{stack}"
     ),
 )
 
-service_file = Path(config.get("serviceFile") or "sample/service.yaml").resolve()
+service_file = Path(settings.service_file or "sample/service.yaml").resolve()
 spec = load_service(service_file)  # a problem with the file is one line naming file and key
-web_image = config.get("webImage")
-web_instances = config.get_int("webInstances")
-counts = config.get_object("instances") or {}
-if not isinstance(counts, dict):
-    raise pulumi.RunError('stack config instances: give counts by role, e.g. {"Web": 3}')
-if web_instances is not None:
-    counts["Web"] = web_instances
-images = {
-    role: str(Path(path).resolve()) for role, path in (config.get_object("images") or {}).items()
-}
-if web_image:
-    images["Web"] = str(Path(web_image).resolve())
+counts: dict[str, int] = dict(settings.instances)
+if settings.web_instances is not None:
+    counts["Web"] = settings.web_instances
+images = {role: str(Path(path).resolve()) for role, path in settings.images.items()}
+if settings.web_image:
+    images["Web"] = str(Path(settings.web_image).resolve())
 
 network = None
-cidr = config.get("cidr") or "10.213.0.0/24"
+cidr = str(settings.cidr or "10.213.0.0/24")
 if any(role.kind != "vm" for role in spec.definition.roles):
     network = libvirt.Network(
         "network",
@@ -84,16 +82,18 @@ service = CloudService(
     base_dir=service_file.parent,
     network=network.name if network else None,
     cidr=cidr,
-    front_door_address=config.get("frontDoorAddress") or "127.0.0.1",
-    front_door_ports=config.get_object("frontDoorPorts"),
+    front_door_address=settings.front_door_address or "127.0.0.1",
+    front_door_ports=settings.front_door_ports,
     images=images,
     instance_counts=counts,
-    packages=config.get_object("packages"),
-    os_version=config.get("osVersion"),
+    packages=settings.packages,
+    os_version=settings.os_version,
+    upgrade_mode=settings.upgrade_mode,
+    # Secrets as Pulumi's secret outputs: validated above, never held as plain values.
     secret_settings=config.get_secret_object("secretSettings"),
     certificates=config.get_secret_object("certificates"),
-    manual_update_domain=config.get_int("manualUpdateDomain"),
-    health_timeout_seconds=config.get_float("healthTimeoutSeconds"),
+    manual_update_domain=settings.manual_update_domain,
+    health_timeout_seconds=settings.health_timeout_seconds,
 )
 
 pulumi.export("pool", pool.name)

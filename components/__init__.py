@@ -1,11 +1,12 @@
 """Component resources for programs: a whole cloud service from its service document.
 
-    from components import CloudService, load_service
+    from components import CloudService, load_service, load_stack_config
 
 The provider's own resources come from its generated SDK (`pulumi_cloudservice`, in
 sdk/python); the storage pool and the network a service lives in come from pulumi-libvirt.
 """
 
 from .cloud_service import CloudService, load_service
+from .stack_config import StackConfig, load_stack_config
 
-__all__ = ["CloudService", "load_service"]
+__all__ = ["CloudService", "StackConfig", "load_service", "load_stack_config"]

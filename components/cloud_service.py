@@ -254,9 +254,9 @@ class CloudService(pulumi.ComponentResource):
     `<role>.<endpoint>`) says otherwise. Web and Worker roles need the network.
 
     `images`, `packages`, `instance_counts`, `os_version` and `secret_settings` override the
-    spec per role, for what differs per stack. `certificates` (thumbprint -> certificate and key
-    as PEM, from the stack's secrets) fills the certificates roles define, as Azure's uploaded
-    service certificates did.
+    spec per role, `upgrade_mode` the configuration's, for what differs per stack.
+    `certificates` (thumbprint -> certificate and key as PEM, from the stack's secrets) fills
+    the certificates roles define, as Azure's uploaded service certificates did.
 
     A `spec` the fabric cannot run, or an instance count the configuration's rules refuse, is
     one `pulumi.RunError` line naming each key and problem; `load_service` reads a document
@@ -285,6 +285,7 @@ class CloudService(pulumi.ComponentResource):
         packages: Mapping[str, str] | None = None,
         instance_counts: Mapping[str, Any] | None = None,
         os_version: str | None = None,
+        upgrade_mode: str | None = None,
         secret_settings: pulumi.Input[Mapping[str, Any]] | None = None,
         certificates: pulumi.Input[Mapping[str, str]] | None = None,
         manual_update_domain: int | None = None,
@@ -337,7 +338,7 @@ class CloudService(pulumi.ComponentResource):
                 "instance_count": self.counts[role.name],
                 "vm_size": role.vm_size,
                 "update_domain_count": spec.definition.update_domain_count,
-                "upgrade_mode": spec.configuration.upgrade_mode,
+                "upgrade_mode": upgrade_mode or spec.configuration.upgrade_mode,
                 "endpoints": _endpoints(role),
                 **_with_probe({}, spec.definition, role),
             }

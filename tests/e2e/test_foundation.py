@@ -72,6 +72,26 @@ def test_bad_input_is_one_clear_error_and_keeps_what_is_deployed(
     assert "Traceback" not in message
     assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
 
+    # A stack config key the program does not read (a typo), then a value it cannot use: one
+    # line naming the key and the stack's file, before anything is touched.
+    document.write_text(document.read_text().replace("instances: 0", "instances: 2"))
+    stack.set_config("webInstancess", auto.ConfigValue("2"))
+    with pytest.raises(auto.CommandError) as failure:
+        stack.up()
+    message = str(failure.value)
+    where = f"stacks/Pulumi.{stack.name}.yaml"
+    assert f"{where}: unknown config key sample-service:webInstancess" in message
+    assert "Traceback" not in message
+    stack.remove_config("webInstancess")
+    stack.set_config("healthTimeoutSeconds", auto.ConfigValue("soon"))
+    with pytest.raises(auto.CommandError) as failure:
+        stack.preview()
+    assert f"{where}: config sample-service:healthTimeoutSeconds: Input should be a valid" in str(
+        failure.value
+    )
+    assert host.domain(instance["name"]) is not None
+    assert "cloudservice web v1" in requests.get(instance["urls"][0], timeout=10).text
+
 
 def test_a_host_that_is_down_is_one_clear_error(stack: auto.Stack, tmp_path: Path) -> None:
     stack.set_config(

@@ -1,17 +1,21 @@
 """A VM role's image chain on one host: a whole base image, then one qcow2 layer per release.
 
     <role>-l0.vhd            the first image, uploaded once, given to qemu as `vpc`
-    <role>-l1.qcow2 ...      one layer per later release: only the clusters that changed,
-                             backed by the layer below (qemu misreads differencing VHDs)
+    <role>-l1.qcow2 ...      one layer per later release: only the 4 KiB pages that changed
+                             (extended L2 subclusters; the rest of the file is holes, and a
+                             sparse upload sends none), backed by the layer below (qemu
+                             misreads differencing VHDs)
 
-Each layer's record (`<layer>.manifest.json`: the layer as uploaded, with its block manifest)
+A release is diffed by its page manifest (`_scans`) against the top layer's: nothing is fetched
+back, and only the changed pages of the image are read. Each layer's record
+(`<layer>.manifest.json`: the layer as uploaded, the digest of its bytes and its volume's
+modification time, with the image's manifest for a base, the manifest's changes for a layer)
 is written after the layer's bytes, so a layer with a record is complete: a later run (after an
 interruption) adopts it, once the digest of its bytes matches the record, and deletes a layer
-without one. The record, cached locally, lets the next release be diffed without fetching the
-image back; a cached copy is used only when it describes the host's layer. Past a depth limit a
-release is uploaded whole as a new base (the chain is coalesced).
+without one. Whole manifests are cached locally, each used only when it describes the host's
+layer; without one, the top's manifest is rebuilt from the chain's records. A chain with a
+layer replaced on the host, or past the depth limit, starts again: the release goes up whole.
 """
-
 from __future__ import annotations
 
 import contextlib
