@@ -16,6 +16,7 @@ without one. Whole manifests are cached locally, each used only when it describe
 layer; without one, the top's manifest is rebuilt from the chain's records. A chain with a
 layer replaced on the host, or past the depth limit, starts again: the release goes up whole.
 """
+
 from __future__ import annotations
 
 import contextlib
