@@ -25,3 +25,19 @@ def test_a_secret_uri_is_used_but_never_named(libvirt_uri: str) -> None:
     with _configured(libvirt_uri, secret=True)._connect() as host:
         assert host.uri == libvirt_uri and host.label == SECRET_URI_LABEL
         assert host.version()  # it is the real connection
+
+
+def test_progress_never_stops_the_work_when_the_engine_is_gone() -> None:
+    """`pulumi` killed mid-update: its address refuses, and a status must not raise (the
+    work stops at its next safe point instead, where the host's records are consistent)."""
+    import socket
+
+    from cloudservice import progress
+
+    with socket.socket() as probe:  # a port nothing listens on any more
+        probe.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{probe.getsockname()[1]}"
+    provider = CloudServiceProvider(engine_address=gone)
+    with provider._reporting("urn:pulumi:dev::p::cloudservice:index:VmRole::web"):
+        progress.status("uploading web-l1.qcow2: 1 of 2 bytes", force=True)
+        progress.summary("image web-l1.qcow2: 1 blocks changed")

@@ -75,8 +75,14 @@ class CloudServiceProvider(Provider):
             )
 
     def _reporting(self, urn: str) -> contextlib.AbstractContextManager[None]:
-        """The call's progress, as messages on its resource."""
-        return progress.reporting(lambda message, ephemeral: self.log(urn, message, ephemeral))
+        """The call's progress, as messages on its resource. Progress never stops the work: an
+        engine that no longer answers (`pulumi` killed) is found out at the next safe point."""
+
+        def report(message: str, ephemeral: bool) -> None:
+            with contextlib.suppress(grpc.RpcError):
+                self.log(urn, message, ephemeral)
+
+        return progress.reporting(report)
 
     def _connect(self) -> Host:
         return Host(self.uri, label=SECRET_URI_LABEL if self.uri_secret else None)
