@@ -280,13 +280,18 @@ def test_every_kill_of_pulumi_or_the_provider_converges(
     cli.printed += [first.stdout, first.stderr]
 
     # How long an uninterrupted update takes, whole process: the span the kills are spread over.
-    story.use(stack, "v2")
-    started = time.monotonic()
-    update = cli.run("up", "--yes", "--skip-preview")
-    span = time.monotonic() - started
-    assert update.returncode == 0, update.stdout + update.stderr
+    # The faster of two, there and back: the first also uploads what the sweep's updates then
+    # find on the host (a release's layer or package medium).
+    spans = []
+    for measured in ("v2", "v1"):
+        story.use(stack, measured)
+        started = time.monotonic()
+        update = cli.run("up", "--yes", "--skip-preview")
+        spans.append(time.monotonic() - started)
+        assert update.returncode == 0, update.stdout + update.stderr
+    span = min(spans)
 
-    sweep, release = Sweep(), "v1"
+    sweep, release = Sweep(), "v2"
     for target in ("pulumi", "provider"):
         for point in range(POINTS):
             story.use(stack, release)
