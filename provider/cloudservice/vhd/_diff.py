@@ -37,6 +37,7 @@ from ._manifest import (
     PAGE_DIGEST,
     ZERO_PAGE,
     BlockManifest,
+    differing_pages,
     hashed_blocks,
     page_runs,
     scan_child,
@@ -387,7 +388,7 @@ def _diff_manifest(manifest: BlockManifest, new: Image, sink: _Sink) -> tuple[in
         if now == manifest.page_digests(index):
             continue
         n = min(bs, new.virtual_size - index * bs)
-        pages = _differing(manifest.page_digests(index), now)
+        pages = differing_pages(manifest.page_digests(index), now)
         sink.put(index, buf, n, pages)
         changed, nbytes = changed + 1, nbytes + _page_bytes(pages, n)
     return changed, nbytes, nread
@@ -414,14 +415,6 @@ def _diff_manifests(
             view[start:end] = zeros[: end - start]
         changed, nbytes = changed + 1, nbytes + _page_bytes(pages, n)
     return changed, nbytes, nread
-
-
-def _differing(old: bytes, now: bytes) -> list[int]:
-    return [
-        page
-        for page, at in enumerate(range(0, len(now), PAGE_DIGEST))
-        if old[at : at + PAGE_DIGEST] != now[at : at + PAGE_DIGEST]
-    ]
 
 
 def _child_of(image: Image, manifest: BlockManifest) -> bool:

@@ -73,14 +73,7 @@ class BlockManifest:
 
     def changed_pages(self, new: BlockManifest, index: int) -> list[int]:
         """Pages of block ``index`` (within the block) where ``new`` differs from this one."""
-        old, now = self.page_digests(index), new.page_digests(index)
-        if old == now:
-            return []
-        return [
-            page
-            for page, at in enumerate(range(0, len(now), PAGE_DIGEST))
-            if old[at : at + PAGE_DIGEST] != now[at : at + PAGE_DIGEST]
-        ]
+        return differing_pages(self.page_digests(index), new.page_digests(index))
 
     def changed_blocks(self, new: BlockManifest) -> Iterator[tuple[int, list[int]]]:
         """(block index, changed pages) of every block that differs in ``new``, ascending."""
@@ -343,6 +336,17 @@ def scan_child(image: Image, parent: BlockManifest) -> BlockManifest:
         else:
             pages[index] = bytes(digests)
     return _manifest(image, parent.block_size, pages)
+
+
+def differing_pages(old: bytes, now: bytes) -> list[int]:
+    """Pages whose digests differ between two blocks' page digests."""
+    if old == now:
+        return []
+    return [
+        page
+        for page, at in enumerate(range(0, len(now), PAGE_DIGEST))
+        if old[at : at + PAGE_DIGEST] != now[at : at + PAGE_DIGEST]
+    ]
 
 
 def page_runs(pages: list[int]) -> Iterator[tuple[int, int]]:
