@@ -19,7 +19,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 export PULUMI_VERSION PULUMI_LIBVIRT_VERSION
 
-.PHONY: help setup venv pulumi plugin sdk libvirt images guestos env up preview destroy test lint
+.PHONY: help setup venv pulumi plugin sdk libvirt images guestos actionlint env up preview preview-comment destroy test lint
 
 help:
 	@echo "make up     set everything up, then pulumi up the '$(STACK)' stack (local state, local libvirt)"
@@ -27,7 +27,7 @@ help:
 	@echo "make setup  set up only: libvirtd, the virtualenv, the pinned Pulumi CLI and its plugins"
 	@echo 'eval "$$(make -s env)"  put the CLI, the virtualenv and the dev backend into your shell'
 
-setup: libvirt venv pulumi plugin images guestos
+setup: libvirt venv pulumi plugin images guestos actionlint
 
 libvirt:
 	@bash toolchain/setup-libvirt.sh
@@ -64,6 +64,10 @@ images: libvirt
 guestos: libvirt venv
 	@$(VENV)/bin/cloudservice os build --family debian-12 >/dev/null
 
+# actionlint, for tests/test_workflows.py (built once from its Go module).
+actionlint:
+	@bash toolchain/setup-actionlint.sh
+
 env:
 	@echo 'export PATH="$(BIN):$(VENV)/bin:$$PATH"'
 	@echo 'export VIRTUAL_ENV="$(VENV)"'
@@ -79,6 +83,13 @@ up: setup
 
 preview: setup
 	pulumi preview --diff --stack $(STACK) --non-interactive
+
+# The stack's preview as a pull-request comment (Markdown), as .github/workflows/preview.yml
+# posts it; exits 1 (after writing the comment) when the preview failed.
+COMMENT ?= $(REPO)/.cache/preview-$(STACK).md
+preview-comment: setup
+	@cloudservice preview-comment --stack $(STACK) --output $(COMMENT); \
+	status=$$?; echo "make preview-comment: wrote $(COMMENT)" >&2; exit $$status
 
 destroy: setup
 	pulumi destroy --yes --stack $(STACK) --non-interactive

@@ -25,6 +25,10 @@ naming the key and the file):
     webImage, webInstances          the VM role "Web"'s .vhd and instance count
     manualUpdateDomain              in manual upgrade mode, the last update domain to upgrade
     healthTimeoutSeconds            how long a health gate waits for an instance
+    promoteFrom                     run only what that stack ran healthy (production: staging)
+
+The stack exports `releases` (per role, the digests it ran healthy); a stack with promoteFrom
+reads its source's and refuses, before anything is touched, a release the source has not run.
 """
 
 import signal
@@ -33,7 +37,14 @@ from pathlib import Path
 import pulumi
 import pulumi_libvirt as libvirt
 
-from components import CloudService, load_service, load_stack_config
+from components import (
+    CloudService,
+    gated,
+    load_service,
+    load_stack_config,
+    promotion_gate,
+    role_artifacts,
+)
 
 # When an update fails, Pulumi's language host ends the program with SIGINT (the engine is done
 # with it); Python would print a KeyboardInterrupt traceback under the real error. Die quietly.
@@ -44,30 +55,39 @@ settings = load_stack_config()
 stack = pulumi.get_stack()
 prefix = f"cs-{stack}"
 
+service_file = Path(settings.service_file or "sample/service.yaml").resolve()
+spec = load_service(service_file)  # a problem with the file is one line naming file and key
+images = {role: str(Path(path).resolve()) for role, path in settings.images.items()}
+if settings.web_image:
+    images["Web"] = str(Path(settings.web_image).resolve())
+
+# A promoted stack (production) declares nothing until its source stack is found to have run
+# every release it would deploy: each resource below waits on the check.
+promoted = None
+if settings.promote_from:
+    artifacts = role_artifacts(spec, service_file.parent, images, settings.packages)
+    promoted = promotion_gate(settings.promote_from, spec, artifacts)
+
+
 pool = libvirt.Pool(
     "pool",
-    name=f"{prefix}-pool",
+    name=gated(promoted, f"{prefix}-pool"),
     type="dir",
     target=libvirt.PoolTargetArgs(
         path=settings.pool_path or f"/var/lib/cloudservice/pools/{stack}"
     ),
 )
 
-service_file = Path(settings.service_file or "sample/service.yaml").resolve()
-spec = load_service(service_file)  # a problem with the file is one line naming file and key
 counts: dict[str, int] = dict(settings.instances)
 if settings.web_instances is not None:
     counts["Web"] = settings.web_instances
-images = {role: str(Path(path).resolve()) for role, path in settings.images.items()}
-if settings.web_image:
-    images["Web"] = str(Path(settings.web_image).resolve())
 
 network = None
 cidr = str(settings.cidr or "10.213.0.0/24")
 if any(role.kind != "vm" for role in spec.definition.roles):
     network = libvirt.Network(
         "network",
-        name=f"{prefix}-net",
+        name=gated(promoted, f"{prefix}-net"),
         mode="nat",
         addresses=[cidr],
         dhcp=libvirt.NetworkDhcpArgs(enabled=True),
@@ -94,9 +114,11 @@ service = CloudService(
     certificates=config.get_secret_object("certificates"),
     manual_update_domain=settings.manual_update_domain,
     health_timeout_seconds=settings.health_timeout_seconds,
+    promoted=promoted,
 )
 
 pulumi.export("pool", pool.name)
 pulumi.export("instances", service.instances)
 pulumi.export("imageChains", service.image_chains)
 pulumi.export("endpoints", service.endpoints)
+pulumi.export("releases", service.releases)

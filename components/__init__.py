@@ -6,7 +6,17 @@ The provider's own resources come from its generated SDK (`pulumi_cloudservice`,
 sdk/python); the storage pool and the network a service lives in come from pulumi-libvirt.
 """
 
-from .cloud_service import CloudService, load_service
+from .cloud_service import CloudService, load_service, role_artifacts
+from .promotion import RoleRelease, gated, promotion_gate
 from .stack_config import StackConfig, load_stack_config
 
-__all__ = ["CloudService", "StackConfig", "load_service", "load_stack_config"]
+__all__ = [
+    "CloudService",
+    "RoleRelease",
+    "StackConfig",
+    "gated",
+    "load_service",
+    "load_stack_config",
+    "promotion_gate",
+    "role_artifacts",
+]

@@ -10,6 +10,7 @@ image chain.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -44,6 +45,8 @@ from pulumi_cloudservice import (
     WorkerRole,
 )
 from pydantic import SecretStr, ValidationError
+
+from .promotion import RoleRelease, gated, role_release
 
 # Web and Worker role k takes host numbers ADDRESS_BASE + k * ADDRESS_BLOCK + i of the subnet.
 ADDRESS_BASE = 10
@@ -142,6 +145,7 @@ def _certificates(
     return {"certificates": pulumi.Output.secret(pems)}
 
 
+@functools.cache  # one build per program run (the promotion check and the role share it)
 def _package_file(role: str, source: Path) -> str:
     """A .cspkg as it is, or one built from a role directory (deterministic: same files, same
     bytes, so an unchanged directory is no change)."""
@@ -156,6 +160,30 @@ def _package_file(role: str, source: Path) -> str:
     final = PACKAGE_CACHE / f"{role}-{built.digest[:16]}.cspkg"
     os.replace(staging, final)
     return str(final)
+
+
+def role_artifacts(
+    spec: ServiceSpec,
+    base_dir: Path,
+    images: Mapping[str, str] | None = None,
+    packages: Mapping[str, str] | None = None,
+) -> dict[str, Path]:
+    """Each role's release file: a VM role's image, a Web or Worker role's package (built from
+    its directory when it is one). `images` and `packages` override the spec's artifacts."""
+    images = {n: a.image for n, a in spec.artifacts.items() if a.image} | dict(images or {})
+    sources = {n: a.package for n, a in spec.artifacts.items() if a.package}
+    sources |= dict(packages or {})
+    files = {}
+    for role in spec.definition.roles:
+        given = images.get(role.name, "") if role.kind == "vm" else sources.get(role.name)
+        if given is None:
+            raise pulumi.RunError(
+                f"role {role.name}: no package: give artifacts.{role.name}.package "
+                "(a .cspkg or the role's directory)"
+            )
+        path = Path(given) if Path(given).is_absolute() else (base_dir / given).resolve()
+        files[role.name] = path if role.kind == "vm" else Path(_package_file(role.name, path))
+    return files
 
 
 def _topology(spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
@@ -239,6 +267,19 @@ def _settings(
     return {"settings": plain, "secret_settings": pulumi.Output.secret(merged)}
 
 
+def _release(role: VmRole | WebRole | WorkerRole) -> pulumi.Output[dict[str, str] | None]:
+    digests: dict[str, Any] = {"rollout_complete": role.rollout_complete}
+    if isinstance(role, VmRole):
+        digests["image_sha256"] = role.image_sha256
+    else:
+        digests |= {
+            "package_sha256": role.package_sha256,
+            "os_resolved": role.os_resolved,
+            "os_image_sha256": role.os_image_sha256,
+        }
+    return pulumi.Output.all(**digests).apply(role_release)
+
+
 def _volumes(layers: list[dict[str, Any]]) -> list[str]:
     # Nested outputs reach apply() as plain dicts of the schema's (camelCase) names.
     return [layer["volume"] for layer in layers]
@@ -268,6 +309,7 @@ class CloudService(pulumi.ComponentResource):
     instances: pulumi.Output[list[dict[str, Any]]]
     image_chains: pulumi.Output[dict[str, list[str]]]
     endpoints: pulumi.Output[dict[str, str]]
+    releases: pulumi.Output[dict[str, dict[str, str]]]
 
     def __init__(
         self,
@@ -291,6 +333,7 @@ class CloudService(pulumi.ComponentResource):
         manual_update_domain: int | None = None,
         health_timeout_seconds: float | None = None,
         max_chain_depth: int | None = None,
+        promoted: pulumi.Output[dict[str, RoleRelease]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("cloudservice:index:CloudService", name, None, opts)
@@ -300,6 +343,7 @@ class CloudService(pulumi.ComponentResource):
             # A RunError is shown as its message alone, without a Python traceback.
             raise pulumi.RunError(exc.one_line()) from None
         self.spec, self.prefix, self.base_dir = spec, prefix, base_dir
+        self.promoted = promoted
         # Per-stack overrides: a release's image, an environment's instance count.
         self.counts = _instance_counts(spec, instance_counts)
         child = pulumi.ResourceOptions(parent=self)
@@ -326,14 +370,12 @@ class CloudService(pulumi.ComponentResource):
                 f"service {spec.definition.name}: Web and Worker roles sit on the service's "
                 "network: give CloudService a network and its cidr"
             )
-        images = {n: a.image for n, a in spec.artifacts.items() if a.image} | dict(images or {})
-        sources = {n: a.package for n, a in spec.artifacts.items() if a.package}
-        sources |= dict(packages or {})
+        artifacts = role_artifacts(spec, base_dir, images, packages)
         self.roles = {}
         for slot, role in enumerate(spec.definition.roles):
             args: dict[str, Any] = {
                 **common,
-                "name": self._host_name(role),
+                "name": gated(self.promoted, self._host_name(role)),
                 "pool": pool,
                 "instance_count": self.counts[role.name],
                 "vm_size": role.vm_size,
@@ -345,27 +387,18 @@ class CloudService(pulumi.ComponentResource):
             if "network" in common:
                 args["address_offset"] = _offset(slot)
             if role.kind == "vm":
-                image = Path(images.get(role.name, ""))
-                args["image"] = str(image if image.is_absolute() else (base_dir / image).resolve())
+                args["image"] = str(artifacts[role.name])
                 self.roles[role.name] = VmRole(f"{name}-{role.name}", **args, opts=child)
                 continue
-            if role.name not in sources:
-                raise pulumi.RunError(
-                    f"role {role.name}: no package: give artifacts.{role.name}.package "
-                    "(a .cspkg or the role's directory)"
-                )
-            source = Path(sources[role.name])
             kind = WebRole if role.kind == "web" else WorkerRole
             self.roles[role.name] = kind(
                 f"{name}-{role.name}",
                 **args,
                 service=spec.definition.name,
                 role=role.name,
-                package=_package_file(
-                    role.name, source if source.is_absolute() else (base_dir / source).resolve()
-                ),
+                package=str(artifacts[role.name]),
                 os_family=spec.configuration.os_family or "debian-12",
-                os_version=os_version or spec.configuration.os_version,
+                os_version=self._os_version(role.name, os_version or spec.configuration.os_version),
                 topology=topology,
                 **_role_program(role),
                 **_settings(spec, role.name, secret_settings),
@@ -382,13 +415,23 @@ class CloudService(pulumi.ComponentResource):
         self.endpoints = (
             self.front_door.endpoints if self.front_door else pulumi.Output.from_input({})
         )
+        self.releases = pulumi.Output.all(*map(_release, self.roles.values())).apply(
+            lambda entries: {n: e for n, e in zip(names, entries, strict=True) if e is not None}
+        )
         self.register_outputs(
             {
                 "instances": self.instances,
                 "imageChains": self.image_chains,
                 "endpoints": self.endpoints,
+                "releases": self.releases,
             }
         )
+
+    def _os_version(self, role: str, version: str) -> pulumi.Input[str]:
+        """The configured guest OS version, or the one the promotion's source ran."""
+        if self.promoted is None:
+            return version
+        return self.promoted.apply(lambda ran: str(ran[role].os_version).split("/", 1)[1])
 
     def _host_name(self, role: RoleDefinition) -> str:
         return f"{self.prefix}-{role.name.lower()}"
@@ -432,7 +475,7 @@ class CloudService(pulumi.ComponentResource):
             return None
         return FrontDoor(
             f"{name}-front-door",
-            name=self.prefix,
+            name=gated(self.promoted, self.prefix),
             bind_address=address,
             listeners=listeners,
             opts=pulumi.ResourceOptions(parent=self),

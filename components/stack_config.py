@@ -25,6 +25,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     ValidationError,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -76,6 +77,20 @@ class StackConfig(BaseModel):
     health_timeout_seconds: PositiveFloat | None = Field(
         None, description="How long a health gate waits for an instance."
     )
+    promote_from: str | None = Field(
+        None,
+        min_length=1,
+        description="Run only what this stack (e.g. staging) ran healthy: its releases.",
+    )
+
+    @model_validator(mode="after")
+    def _os_of_a_promotion(self) -> StackConfig:
+        if self.promote_from and self.os_version:
+            raise ValueError(
+                "osVersion: a promoted stack runs the guest OS versions its source ran "
+                "(remove osVersion, or promoteFrom)"
+            )
+        return self
 
 
 def load_stack_config() -> StackConfig:

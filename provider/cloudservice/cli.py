@@ -36,6 +36,10 @@ _SUBCOMMANDS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ),
     ("cloudservice.vhd.cli", (("vhd", "read, diff, merge and convert VHD disks"),)),
     ("cloudservice.guestos.cli", (("os", "build and list guest OS images"),)),
+    (
+        "cloudservice.review.cli",
+        (("preview-comment", "write a stack's preview as a pull-request comment (Markdown)"),),
+    ),
 )
 
 EXIT_OK = 0

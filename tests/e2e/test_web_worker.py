@@ -36,6 +36,7 @@ from cloudservice.virt import Host
 from pulumi import automation as auto
 
 from .project import REPO, make_project, make_stack
+from .review import review
 
 WEBROLE = "cloudservice:index:WebRole"
 WORKERROLE = "cloudservice:index:WorkerRole"
@@ -215,10 +216,13 @@ def test_web_and_worker_roles_behind_the_front_door(
     # Package v2: update domain 0, then 1, each out of the rotation while it moves.
     before = _uptimes(host, web)
     stack.set_config("packages.Web", auto.ConfigValue(str(_release(tmp_path, "v2"))), path=True)
-    preview = stack.preview(diff=True)
-    shown = preview.stdout + preview.stderr
-    assert "package: 1 changed" in shown and "update domains 0, 1" in shown, shown
+    # What the pull request's comment says (the same words `pulumi preview --diff` prints).
+    shown = review(stack, "web-package", tmp_path)
+    assert "#### **Web** (Web role): update" in shown, shown
+    assert "package: 1 changed (" in shown and "): ~app.py" in shown
+    assert "update domains 0, 1" in shown
     assert "out of the front door's rotation in turn, back once healthy: " in shown
+    assert "Worker" not in shown and "Replaced" not in shown
     with RequestLoop(door) as loop:
         stack.up()
     role = _outputs(stack, WEBROLE)
@@ -250,10 +254,11 @@ def test_web_and_worker_roles_behind_the_front_door(
     )
     service.write_text(text)
     stack.set_config(f"certificates.{thumbprint}", auto.ConfigValue(pem, secret=True), path=True)
-    preview = stack.preview(diff=True)
-    shown = preview.stdout + preview.stderr
+    shown = review(stack, "web-settings", tmp_path)
     assert "settings changed: Greeting" in shown and "nothing leaves" in shown, shown
-    assert "certificates changed: SiteCert" in shown and "PRIVATE KEY" not in shown
+    assert "`Greeting` `hello` → `bonjour`" in shown
+    assert "certificates changed: SiteCert" in shown and "`certificates` (secret, masked)" in shown
+    assert "PRIVATE KEY" not in shown and SECRET not in shown
     up = stack.up()
     assert requests.get(f"{door}certificates", timeout=5).json() == {"SiteCert": thumbprint.lower()}
     role = _outputs(stack, WEBROLE)
@@ -269,8 +274,9 @@ def test_web_and_worker_roles_behind_the_front_door(
     # A newer guest OS: Web and Worker reimaged onto it, packages kept, the VM role untouched.
     old_os = role["osResolved"]
     new_os = _publish_newer_os(catalog, tmp_path / "os")
-    preview = stack.preview(diff=True)
-    assert f"os: {old_os} -> {new_os}" in preview.stdout + preview.stderr
+    shown = review(stack, "web-os", tmp_path)
+    assert f"os: {old_os} -> {new_os}" in shown, shown
+    assert "#### **Worker** (Worker role): update" in shown and "Legacy" not in shown
     with RequestLoop(door) as loop:
         stack.up()
     assert loop.failures == []
@@ -312,6 +318,8 @@ def test_web_and_worker_roles_behind_the_front_door(
 
     # Scale in with the loop running: no failure.
     stack.set_config("instances", auto.ConfigValue(json.dumps({"Web": 1})))
+    shown = review(stack, "web-scale-in", tmp_path)
+    assert "instances 2 -> 1" in shown and "`instanceCount` `2` → `1`" in shown, shown
     with RequestLoop(door) as loop:
         stack.up()
     assert loop.failures == [] and loop.answers[-1][1] == "web v2: bonjour from Web_IN_0"

@@ -370,6 +370,8 @@ def test_diff_lists_added_removed_and_changed_with_sizes(tree: Path, tmp_path: P
     assert diff.summary() == (
         "1 added (+2.0 KiB), 1 removed (-11 B), 1 changed (+7 B), entry point changed"
     )
+    assert diff.listing() == "+bin/new.dll, -README.txt, ~config/app.json"
+    assert diff.listing(limit=1) == "+bin/new.dll and 2 more"
 
 
 def test_diff_of_identical_packages_is_empty(tree: Path, tmp_path: Path) -> None:

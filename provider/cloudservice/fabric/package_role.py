@@ -575,7 +575,9 @@ class PackageRole:
                 old_manifest = read_package(previous).manifest
             except (HypervisorError, ModelError, OSError):  # gone: say what is known
                 return f"{old.sha256()[:12]} -> {self.sha256[:12]}"
-        return diff_packages(old_manifest, new_manifest).summary()
+        changes = diff_packages(old_manifest, new_manifest)
+        files = changes.listing()
+        return changes.summary() + (f": {files}" if files else "")
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

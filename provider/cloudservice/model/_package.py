@@ -602,6 +602,17 @@ class PackageDiff(Model):
             parts.append("startup tasks changed")
         return ", ".join(parts)
 
+    def listing(self, limit: int = 10) -> str:
+        """The files, marked as a diff marks them (+ added, - removed, ~ changed), at most
+        `limit` of them and how many more."""
+        marked = [
+            f"{mark}{change.path}"
+            for mark, changes in (("+", self.added), ("-", self.removed), ("~", self.changed))
+            for change in changes
+        ]
+        more = f" and {len(marked) - limit} more" if len(marked) > limit else ""
+        return ", ".join(marked[:limit]) + more
+
 
 def _signed_size(changes: list[FileChange]) -> str:
     delta = sum((c.new_size or 0) - (c.old_size or 0) for c in changes)
