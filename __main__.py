@@ -26,6 +26,8 @@ naming the key and the file):
     manualUpdateDomain              in manual upgrade mode, the last update domain to upgrade
     healthTimeoutSeconds            how long a health gate waits for an instance
     promoteFrom                     run only what that stack ran healthy (production: staging)
+    hosts                           libvirt hosts as fault domains: [{uri, cidr, poolPath}, ...],
+                                    the first being cloudservice:uri's (each its own subnet)
 
 The stack exports `releases` (per role, the digests it ran healthy); a stack with promoteFrom
 reads its source's and refuses, before anything is touched, a release the source has not run.
@@ -35,16 +37,20 @@ import signal
 from pathlib import Path
 
 import pulumi
+import pulumi_cloudservice as cloudservice
 import pulumi_libvirt as libvirt
 
 from components import (
     CloudService,
+    ServiceHost,
     gated,
     load_service,
     load_stack_config,
     promotion_gate,
     role_artifacts,
 )
+from components.fault_domains import check_hosts
+from components.stack_config import stack_file
 
 # When an update fails, Pulumi's language host ends the program with SIGINT (the engine is done
 # with it); Python would print a KeyboardInterrupt traceback under the real error. Die quietly.
@@ -69,29 +75,79 @@ if settings.promote_from:
     promoted = promotion_gate(settings.promote_from, spec, artifacts)
 
 
-pool = libvirt.Pool(
-    "pool",
-    name=gated(promoted, f"{prefix}-pool"),
-    type="dir",
-    target=libvirt.PoolTargetArgs(
-        path=settings.pool_path or f"/var/lib/cloudservice/pools/{stack}"
-    ),
-)
-
 counts: dict[str, int] = dict(settings.instances)
 if settings.web_instances is not None:
     counts["Web"] = settings.web_instances
 
-network = None
+pool_path = settings.pool_path or f"/var/lib/cloudservice/pools/{stack}"
 cidr = str(settings.cidr or "10.213.0.0/24")
-if any(role.kind != "vm" for role in spec.definition.roles):
-    network = libvirt.Network(
-        "network",
-        name=gated(promoted, f"{prefix}-net"),
-        mode="nat",
-        addresses=[cidr],
-        dhcp=libvirt.NetworkDhcpArgs(enabled=True),
-        autostart=True,
+if settings.hosts:
+    # The first host is the one the stack's providers talk to (values never shown: a URI may
+    # hold a secret); its subnet may be given beside it.
+    own = {"cloudservice": pulumi.Config("cloudservice").get("uri") or "qemu:///system"}
+    own["libvirt"] = pulumi.Config("libvirt").get("uri") or own["cloudservice"]
+    for provider, uri in own.items():
+        if settings.hosts[0].uri != uri:
+            raise pulumi.RunError(
+                f"{stack_file(stack)}: config sample-service:hosts[0].uri must be the host "
+                f"{provider}:uri names (the stack's first host)"
+            )
+    cidr = str(settings.hosts[0].cidr or cidr)
+    check_hosts(settings.hosts, stack_file(stack))
+# Web and Worker roles sit on the service network; so does every role of a service spread
+# over several hosts (a host's loopback forwards reach only that host).
+networked = len(settings.hosts) > 1 or any(role.kind != "vm" for role in spec.definition.roles)
+
+
+def host_resources(
+    host: str, cidr: str, path: str, opts: pulumi.ResourceOptions | None = None
+) -> tuple[libvirt.Pool, libvirt.Network | None]:
+    """The service's storage pool and network (pulumi-libvirt's) on one host."""
+    pool = libvirt.Pool(
+        f"pool{host}",
+        name=gated(promoted, f"{prefix}-pool"),
+        type="dir",
+        target=libvirt.PoolTargetArgs(path=path),
+        opts=opts,
+    )
+    network = None
+    if networked:
+        network = libvirt.Network(
+            f"network{host}",
+            name=gated(promoted, f"{prefix}-net"),
+            mode="nat",
+            addresses=[cidr],
+            dhcp=libvirt.NetworkDhcpArgs(enabled=True),
+            autostart=True,
+            opts=opts,
+        )
+    return pool, network
+
+
+# The first host is the stacks' own (libvirt:uri, cloudservice:uri); each further host in
+# `hosts` is a fault domain with providers of its own.
+first_path = (settings.hosts[0].pool_path if settings.hosts else None) or pool_path
+pool, network = host_resources("", cidr, first_path)
+more_hosts = []
+for number, host in enumerate(settings.hosts[1:], start=1):
+    if networked and host.cidr is None:
+        raise pulumi.RunError(
+            f"{stack_file(stack)}: config sample-service:hosts[{number}].cidr: each host needs "
+            "a subnet of its own for the service network"
+        )
+    on_host = pulumi.ResourceOptions(
+        provider=libvirt.Provider(f"libvirt-host{number}", uri=host.uri)
+    )
+    extra_pool, extra_network = host_resources(
+        f"-host{number}", str(host.cidr), host.pool_path or pool_path, on_host
+    )
+    more_hosts.append(
+        ServiceHost(
+            pool=extra_pool.name,
+            provider=cloudservice.Provider(f"cloudservice-host{number}", uri=host.uri),
+            network=extra_network.name if extra_network else None,
+            cidr=str(host.cidr) if host.cidr else None,
+        )
     )
 
 service = CloudService(
@@ -102,6 +158,7 @@ service = CloudService(
     base_dir=service_file.parent,
     network=network.name if network else None,
     cidr=cidr,
+    more_hosts=more_hosts,
     front_door_address=settings.front_door_address or "127.0.0.1",
     front_door_ports=settings.front_door_ports,
     images=images,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
-from cloudservice.fabric import instance_address
+from cloudservice.fabric import fault_domain_indices, fault_domain_of, instance_address
 from cloudservice.model import (
     ModelError,
     Problem,
@@ -56,6 +57,17 @@ FIRST_ASSIGNED_PORT = 20000
 PACKAGE_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloudservice" / "packages"
 )
+
+
+@dataclass(frozen=True)
+class ServiceHost:
+    """One more libvirt host of a service: a fault domain. Its pool, the service network on
+    it (with a subnet of its own) and our provider, connected to it."""
+
+    pool: pulumi.Input[str]
+    provider: pulumi.ProviderResource | None  # None: the stack's default (cloudservice:uri)
+    network: pulumi.Input[str] | None = None
+    cidr: str | None = None
 
 
 def load_service(path: str | os.PathLike[str]) -> ServiceSpec:
@@ -186,8 +198,11 @@ def role_artifacts(
     return files
 
 
-def _topology(spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
-    """Every role's instances, addresses and endpoints (docs/guest.md)."""
+def _topology(
+    spec: ServiceSpec, counts: Mapping[str, int], address: Callable[[int, int], str]
+) -> str:
+    """Every role's instances, addresses (`address(slot, index)`) and endpoints
+    (docs/guest.md)."""
     roles: dict[str, Any] = {}
     assigned = FIRST_ASSIGNED_PORT
     for slot, role in enumerate(spec.definition.roles):
@@ -199,12 +214,11 @@ def _topology(spec: ServiceSpec, cidr: str, counts: Mapping[str, int]) -> str:
             port = internal.port or assigned
             assigned += internal.port is None
             endpoints[internal.name] = {"protocol": internal.protocol, "port": port}
-        offset = _offset(slot)
         roles[role.name] = {
             "instances": [
                 {
                     "id": f"{role.name}_IN_{index}",
-                    "address": instance_address(cidr, offset, index),
+                    "address": address(slot, index),
                     "updateDomain": index % spec.definition.update_domain_count,
                     "endpoints": endpoints,
                 }
@@ -267,8 +281,11 @@ def _settings(
     return {"settings": plain, "secret_settings": pulumi.Output.secret(merged)}
 
 
-def _release(role: VmRole | WebRole | WorkerRole) -> pulumi.Output[dict[str, str] | None]:
-    digests: dict[str, Any] = {"rollout_complete": role.rollout_complete}
+def _release(placed: list[VmRole | WebRole | WorkerRole]) -> pulumi.Output[dict[str, str] | None]:
+    """The role's release: complete when it is on every host it runs on."""
+    role = placed[0]
+    complete = pulumi.Output.all(*[r.rollout_complete for r in placed]).apply(all)
+    digests: dict[str, Any] = {"rollout_complete": complete}
     if isinstance(role, VmRole):
         digests["image_sha256"] = role.image_sha256
     else:
@@ -304,7 +321,8 @@ class CloudService(pulumi.ComponentResource):
     so that they name its file.
     """
 
-    roles: dict[str, VmRole | WebRole | WorkerRole]
+    roles: dict[str, VmRole | WebRole | WorkerRole]  # on the first host
+    fault_domains: dict[str, list[VmRole | WebRole | WorkerRole]]  # on each host, in order
     front_door: FrontDoor | None
     instances: pulumi.Output[list[dict[str, Any]]]
     image_chains: pulumi.Output[dict[str, list[str]]]
@@ -334,6 +352,7 @@ class CloudService(pulumi.ComponentResource):
         health_timeout_seconds: float | None = None,
         max_chain_depth: int | None = None,
         promoted: pulumi.Output[dict[str, RoleRelease]] | None = None,
+        more_hosts: Sequence[ServiceHost] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("cloudservice:index:CloudService", name, None, opts)
@@ -346,7 +365,6 @@ class CloudService(pulumi.ComponentResource):
         self.promoted = promoted
         # Per-stack overrides: a release's image, an environment's instance count.
         self.counts = _instance_counts(spec, instance_counts)
-        child = pulumi.ResourceOptions(parent=self)
         common: dict[str, Any] = {
             key: value
             for key, value in {
@@ -356,27 +374,30 @@ class CloudService(pulumi.ComponentResource):
             }.items()
             if value is not None
         }
-        self.front_door = None
-        if network is not None and cidr is not None:
-            self.front_door = self._front_door(
-                name, cidr, front_door_address, front_door_ports or {}
+        self.hosts = [ServiceHost(pool, None, network, cidr), *more_hosts]
+        networked = network is not None and cidr is not None
+        if networked and any(h.network is None or h.cidr is None for h in self.hosts):
+            raise pulumi.RunError(
+                f"service {spec.definition.name}: every host needs the service network and a "
+                "subnet of its own (more_hosts' network and cidr)"
             )
-            topology = self._topology(cidr)
-            common |= {"network": network, "cidr": cidr}
-            if self.front_door is not None:
-                common["front_door"] = self.front_door.directory
-        elif any(role.kind != "vm" for role in spec.definition.roles):
+        if not networked and any(role.kind != "vm" for role in spec.definition.roles):
             raise pulumi.RunError(
                 f"service {spec.definition.name}: Web and Worker roles sit on the service's "
                 "network: give CloudService a network and its cidr"
             )
+        self.front_door = None
+        if networked:
+            self.front_door = self._front_door(name, front_door_address, front_door_ports or {})
+            topology = self._topology()
+            if self.front_door is not None:
+                common["front_door"] = self.front_door.directory
         artifacts = role_artifacts(spec, base_dir, images, packages)
-        self.roles = {}
+        self.roles, self.fault_domains = {}, {}
         for slot, role in enumerate(spec.definition.roles):
             args: dict[str, Any] = {
                 **common,
                 "name": gated(self.promoted, self._host_name(role)),
-                "pool": pool,
                 "instance_count": self.counts[role.name],
                 "vm_size": role.vm_size,
                 "update_domain_count": spec.definition.update_domain_count,
@@ -384,28 +405,30 @@ class CloudService(pulumi.ComponentResource):
                 "endpoints": _endpoints(role),
                 **_with_probe({}, spec.definition, role),
             }
-            if "network" in common:
+            if networked:
                 args["address_offset"] = _offset(slot)
             if role.kind == "vm":
                 args["image"] = str(artifacts[role.name])
-                self.roles[role.name] = VmRole(f"{name}-{role.name}", **args, opts=child)
-                continue
-            kind = WebRole if role.kind == "web" else WorkerRole
-            self.roles[role.name] = kind(
-                f"{name}-{role.name}",
-                **args,
-                service=spec.definition.name,
-                role=role.name,
-                package=str(artifacts[role.name]),
-                os_family=spec.configuration.os_family or "debian-12",
-                os_version=self._os_version(role.name, os_version or spec.configuration.os_version),
-                topology=topology,
-                **_role_program(role),
-                **_settings(spec, role.name, secret_settings),
-                **_certificates(spec, role, certificates),
-                opts=child,
-            )
-        self.instances = pulumi.Output.all(*[role.instances for role in self.roles.values()]).apply(
+                kind: type[VmRole | WebRole | WorkerRole] = VmRole
+            else:
+                kind = WebRole if role.kind == "web" else WorkerRole
+                args |= {
+                    "service": spec.definition.name,
+                    "role": role.name,
+                    "package": str(artifacts[role.name]),
+                    "os_family": spec.configuration.os_family or "debian-12",
+                    "os_version": self._os_version(
+                        role.name, os_version or spec.configuration.os_version
+                    ),
+                    "topology": topology,
+                    **_role_program(role),
+                    **_settings(spec, role.name, secret_settings),
+                    **_certificates(spec, role, certificates),
+                }
+            self.fault_domains[role.name] = self._placed(f"{name}-{role.name}", kind, args)
+            self.roles[role.name] = self.fault_domains[role.name][0]
+        placed = [resource for group in self.fault_domains.values() for resource in group]
+        self.instances = pulumi.Output.all(*[r.instances for r in placed]).apply(
             lambda groups: [instance for group in groups for instance in group]
         )
         names = list(self.roles)
@@ -415,7 +438,7 @@ class CloudService(pulumi.ComponentResource):
         self.endpoints = (
             self.front_door.endpoints if self.front_door else pulumi.Output.from_input({})
         )
-        self.releases = pulumi.Output.all(*map(_release, self.roles.values())).apply(
+        self.releases = pulumi.Output.all(*map(_release, self.fault_domains.values())).apply(
             lambda entries: {n: e for n, e in zip(names, entries, strict=True) if e is not None}
         )
         self.register_outputs(
@@ -436,15 +459,33 @@ class CloudService(pulumi.ComponentResource):
     def _host_name(self, role: RoleDefinition) -> str:
         return f"{self.prefix}-{role.name.lower()}"
 
-    def _topology(self, cidr: str) -> str:
-        try:
-            return _topology(self.spec, cidr, self.counts)
-        except ValueError as exc:  # more instances than the subnet's blocks hold
-            raise pulumi.RunError(f"service {self.spec.definition.name}: {exc}") from exc
+    def _placed(
+        self, name: str, kind: type[VmRole | WebRole | WorkerRole], args: dict[str, Any]
+    ) -> list[VmRole | WebRole | WorkerRole]:
+        """The role on each host (fault domain) that holds some of its instances. Each host's
+        rollout starts once the one before it is done, so a host that fails stops the rollout
+        there and the others keep running what they ran."""
+        count, domains = len(self.hosts), args["update_domain_count"]
+        placed: list[VmRole | WebRole | WorkerRole] = []
+        for fault_domain, host in enumerate(self.hosts):
+            if not fault_domain_indices(args["instance_count"], domains, count, fault_domain):
+                continue
+            on_host = {**args, "pool": host.pool}
+            if host.network is not None:
+                on_host |= {"network": host.network, "cidr": host.cidr}
+            if count > 1:
+                on_host |= {"fault_domain": fault_domain, "fault_domain_count": count}
+            options = pulumi.ResourceOptions(
+                parent=self, provider=host.provider, depends_on=placed[-1:]
+            )
+            suffix = f"-fd{fault_domain}" if fault_domain else ""
+            placed.append(kind(f"{name}{suffix}", **on_host, opts=options))
+        return placed
 
-    def _front_door(
-        self, name: str, cidr: str, address: str, ports: Mapping[str, int]
-    ) -> FrontDoor | None:
+    def _topology(self) -> str:
+        return _topology(self.spec, self.counts, self._address)
+
+    def _front_door(self, name: str, address: str, ports: Mapping[str, int]) -> FrontDoor | None:
         """One listener per input endpoint, over the role's instances at their fixed addresses
         (none for a service without input endpoints: it has no front door)."""
         listeners = []
@@ -457,7 +498,7 @@ class CloudService(pulumi.ComponentResource):
                 servers = [
                     BackendServerArgs(
                         name=f"{self._host_name(role)}-{index}",
-                        address=self._address(cidr, slot, index),
+                        address=self._address(slot, index),
                         port=endpoint.effective_local_port,
                     )
                     for index in range(self.counts[role.name])
@@ -481,9 +522,12 @@ class CloudService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _address(self, cidr: str, slot: int, index: int) -> str:
+    def _address(self, slot: int, index: int) -> str:
+        """Instance `index` of the role in `slot`, on its fault domain's subnet."""
+        domains = self.spec.definition.update_domain_count
+        cidr = self.hosts[fault_domain_of(index, domains, len(self.hosts))].cidr
         try:
-            return instance_address(cidr, _offset(slot), index)
+            return instance_address(str(cidr), _offset(slot), index)
         except ValueError as exc:
             raise pulumi.RunError(f"service {self.spec.definition.name}: {exc}") from exc
 

@@ -38,6 +38,20 @@ def _address(value: str) -> str:
     return value
 
 
+class HostConfig(BaseModel):
+    """One libvirt host of the stack (a fault domain)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+    uri: str = Field(min_length=1, description="libvirt URI, e.g. qemu+ssh://deploy@h2/system.")
+    cidr: IPv4Network | None = Field(
+        None, description="The service network's subnet on this host (each host its own)."
+    )
+    pool_path: str | None = Field(None, description="Its pool's directory (default poolPath).")
+
+
 class StackConfig(BaseModel):
     """What may differ between stacks of the one program (dev, staging, production)."""
 
@@ -77,6 +91,11 @@ class StackConfig(BaseModel):
     health_timeout_seconds: PositiveFloat | None = Field(
         None, description="How long a health gate waits for an instance."
     )
+    hosts: list[HostConfig] = Field(
+        default_factory=list,
+        description="The libvirt hosts instances are spread over (fault domains); the first "
+        "is the one cloudservice:uri and libvirt:uri name.",
+    )
     promote_from: str | None = Field(
         None,
         min_length=1,
@@ -112,7 +131,7 @@ def parse_stack_config(values: dict[str, str], project: str, where: str) -> Stac
     for key, text in values.items():
         decoded[key] = _decoded(text, fields[key].annotation)
         if decoded[key] is _NOT_JSON:
-            kind = "an object" if _is_mapping(fields[key].annotation) else "a value"
+            kind = _KINDS.get(typing.get_origin(fields[key].annotation), "a value")
             raise pulumi.RunError(f"{where}: config {project}:{key} must be {kind}")
     try:
         return StackConfig.model_validate(decoded)
@@ -127,6 +146,7 @@ def stack_file(stack: str) -> str:
 
 
 _NOT_JSON = object()
+_KINDS: dict[Any, str] = {dict: "an object", list: "a list"}
 
 
 def _project_values(project: str) -> dict[str, str]:
@@ -137,7 +157,7 @@ def _project_values(project: str) -> dict[str, str]:
 
 def _decoded(text: str, annotation: Any) -> Any:
     """Objects arrive as JSON; anything else as the text given, for pydantic to read."""
-    if not _is_mapping(annotation):
+    if not _is_json(annotation):
         return text
     try:
         return json.loads(text)
@@ -145,8 +165,9 @@ def _decoded(text: str, annotation: Any) -> Any:
         return _NOT_JSON
 
 
-def _is_mapping(annotation: Any) -> bool:
-    return typing.get_origin(annotation) is dict
+def _is_json(annotation: Any) -> bool:
+    """Objects and lists: what Pulumi passes as JSON."""
+    return typing.get_origin(annotation) in (dict, list)
 
 
 def _one_line(exc: ValidationError, project: str, where: str) -> str:

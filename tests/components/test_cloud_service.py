@@ -134,6 +134,48 @@ def test_every_role_and_one_front_door_over_the_input_endpoints(mocks: Mocks) ->
 
 
 @pulumi.runtime.test
+def test_more_hosts_are_fault_domains_each_with_its_instances(mocks: Mocks) -> Any:
+    from components import ServiceHost
+
+    spec = _spec(
+        [WEB, LEGACY],
+        [
+            {"name": "Web", "instances": 3, "settings": {"Greeting": "hi", "ApiKey": "k"}},
+            {"name": "Legacy", "instances": 1},
+        ],
+    )
+    second = pulumi.ProviderResource("cloudservice", "host1", {"uri": "qemu+ssh://h2/system"})
+    service = _service(
+        spec,
+        network="net",
+        cidr="10.9.0.0/24",
+        more_hosts=[ServiceHost("pool-2", second, network="net-2", cidr="10.10.0.0/24")],
+    )
+
+    def check(_: Any) -> None:
+        _, web = mocks.resources["svc-Web"]
+        _, web_fd1 = mocks.resources["svc-Web-fd1"]
+        # Instance i on fault domain (i + i div 2) mod 2: 0 here, 1 and 2 on the second host.
+        assert (web["faultDomain"], web["faultDomainCount"], web["pool"]) == (0, 2, "pool")
+        assert (web_fd1["faultDomain"], web_fd1["pool"], web_fd1["network"]) == (
+            1,
+            "pool-2",
+            "net-2",
+        )
+        assert web_fd1["cidr"] == "10.10.0.0/24" and web_fd1["instanceCount"] == 3
+        # A role with one instance is on the first host only.
+        assert "svc-Legacy" in mocks.resources and "svc-Legacy-fd1" not in mocks.resources
+        # Every role and the front door see each instance at its host's address.
+        addresses = [i["address"] for i in json.loads(web["topology"])["roles"]["Web"]["instances"]]
+        assert addresses == ["10.9.0.10", "10.10.0.11", "10.10.0.12"]
+        _, door = mocks.resources["svc-front-door"]
+        servers = next(x for x in door["listeners"] if x["name"] == "Web.HttpIn")["servers"]
+        assert [s["address"] for s in servers] == addresses
+
+    return service.instances.apply(check)
+
+
+@pulumi.runtime.test
 def test_a_service_without_input_endpoints_has_no_front_door(mocks: Mocks) -> Any:
     spec = _spec([WORKER], [{"name": "Worker", "instances": 1}])
     service = _service(spec, network="net", cidr="10.9.0.0/24")

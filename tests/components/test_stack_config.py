@@ -20,7 +20,9 @@ def _as_pulumi_passes_it(config: dict[str, object]) -> dict[str, str]:
     """A stack file's project keys as the program receives them: objects as JSON text."""
     prefix = f"{PROJECT}:"
     return {
-        key.removeprefix(prefix): json.dumps(value) if isinstance(value, dict) else str(value)
+        key.removeprefix(prefix): json.dumps(value)
+        if isinstance(value, (dict, list))
+        else str(value)
         for key, value in config.items()
         if key.startswith(prefix)
     }
@@ -82,3 +84,19 @@ def test_a_secrets_value_is_never_shown() -> None:
     ) as raised:
         parse_stack_config(values, "sample-service", "stacks/Pulumi.dev.yaml")
     assert "hunter2" not in str(raised.value)
+
+
+def test_hosts_are_a_list_of_uris_with_their_own_subnets() -> None:
+    hosts = [
+        {"uri": "qemu:///system", "cidr": "10.214.0.0/24"},
+        {"uri": "qemu+ssh://deploy@staging-2/system", "cidr": "10.224.0.0/24", "poolPath": "/srv"},
+    ]
+    config = parse_stack_config({"hosts": json.dumps(hosts)}, "p", "stacks/Pulumi.staging.yaml")
+    assert [h.uri for h in config.hosts] == [hosts[0]["uri"], hosts[1]["uri"]]
+    assert str(config.hosts[1].cidr) == "10.224.0.0/24" and config.hosts[1].pool_path == "/srv"
+    with pytest.raises(pulumi.RunError, match=r"config p:hosts must be a list"):
+        parse_stack_config({"hosts": "qemu:///system"}, "p", "f")
+    with pytest.raises(pulumi.RunError, match=r"config p:hosts\.1\.cdir: Extra inputs"):
+        parse_stack_config(
+            {"hosts": json.dumps([{"uri": "a"}, {"uri": "b", "cdir": "x"}])}, "p", "f"
+        )

@@ -58,6 +58,8 @@ CHANGES: dict[str, Any] = {
     "endpoints": [{"name": "http", "protocol": "http", "port": 8080}],
     "probe": {"protocol": "http", "path": "/health"},
     "instanceCount": 3,
+    "faultDomainCount": 2,
+    "faultDomain": 1,
     "upgradeMode": "manual",
     "manualUpdateDomain": 1,
     "healthTimeoutSeconds": 60,

@@ -12,7 +12,13 @@ from ._guest import AgentStatus, read_status
 from ._health import Probe, ProbeAnswer, free_loopback_port, probe_once, wait_healthy
 from ._instances import Endpoint, Instance, InstanceTemplate, ServiceNetwork, instance_address
 from ._layers import Layer
-from ._placement import Wave, rollout_waves, update_domain_of
+from ._placement import (
+    Wave,
+    fault_domain_indices,
+    fault_domain_of,
+    rollout_waves,
+    update_domain_of,
+)
 from ._rollout import HealthGate, Progress, roll, scale
 from ._scans import Scan, scan_release
 from .errors import FabricError, GateFailed, RolloutStopped
@@ -75,5 +81,7 @@ __all__ = [
     "rollout_waves",
     "scale",
     "update_domain_of",
+    "fault_domain_indices",
+    "fault_domain_of",
     "wait_healthy",
 ]

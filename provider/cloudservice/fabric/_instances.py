@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..model import Model, UpgradeMode, lookup_vm_size
 from ..virt import (
@@ -29,7 +29,7 @@ from ..virt import (
     detect_accelerator,
 )
 from ._health import free_loopback_port
-from ._placement import update_domain_of
+from ._placement import fault_domain_indices, update_domain_of
 
 LOOPBACK = "127.0.0.1"
 SERIAL_LOG_DIR = "/var/log/libvirt/qemu"
@@ -123,6 +123,40 @@ class RoleSpec(Placement):
     max_chain_depth: int = Field(
         default=4, ge=1, le=16, description="Layers above which a new image is uploaded whole."
     )
+    fault_domain_count: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="Hosts the role's instances are spread over, one resource per host.",
+    )
+    fault_domain: int = Field(
+        default=0,
+        ge=0,
+        description="The host this resource is: it runs the instances of that fault domain.",
+    )
+
+    @model_validator(mode="after")
+    def _holds_instances(self) -> RoleSpec:
+        if self.fault_domain >= self.fault_domain_count:
+            raise ValueError(
+                f"faultDomain {self.fault_domain} is not one of the {self.fault_domain_count} "
+                "fault domains (0 to faultDomainCount - 1)"
+            )
+        if not self.instance_indexes():
+            raise ValueError(
+                f"fault domain {self.fault_domain} of {self.fault_domain_count} holds none of "
+                f"the role's {self.instance_count} instances: declare no resource for it"
+            )
+        return self
+
+    def instance_indexes(self) -> list[int]:
+        """The indexes of the instances this host runs (all of them with one fault domain)."""
+        return fault_domain_indices(
+            self.instance_count,
+            self.update_domain_count,
+            self.fault_domain_count,
+            self.fault_domain,
+        )
 
 
 @dataclass(frozen=True)

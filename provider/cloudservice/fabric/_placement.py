@@ -1,7 +1,10 @@
-"""Update domains: where instances live, and the order in which an upgrade walks them.
+"""Update and fault domains: where instances live, and the order an upgrade walks them.
 
 As in Azure, instance i lives in update domain i mod N, and an upgrade touches one update
-domain at a time, in order, so that at most 1/N of a role is down at once.
+domain at a time, in order, so that at most 1/N of a role is down at once. Fault domains are
+hosts: instance i lives on fault domain (i + i div N) mod F, so that the grid fills
+independently of update domains (with N = F = 2, instances 0..3 take every pair), and each
+host holds instances of every update domain once the role has enough of them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,21 @@ from ..model import UpgradeMode
 
 def update_domain_of(index: int, domain_count: int) -> int:
     return index % domain_count
+
+
+def fault_domain_of(index: int, update_domain_count: int, fault_domain_count: int) -> int:
+    return (index + index // update_domain_count) % fault_domain_count
+
+
+def fault_domain_indices(
+    instance_count: int, update_domain_count: int, fault_domain_count: int, fault_domain: int
+) -> list[int]:
+    """The role's instance indexes that live on fault domain `fault_domain`."""
+    return [
+        index
+        for index in range(instance_count)
+        if fault_domain_of(index, update_domain_count, fault_domain_count) == fault_domain
+    ]
 
 
 @dataclass(frozen=True)

@@ -144,29 +144,29 @@ def roll(
 
 def scale(
     instances: Sequence[Instance],
-    count: int,
+    indexes: Sequence[int],
     start: Callable[[int], Instance],
     drop: Callable[[Instance], None],
     gate: Gate,
     rotation: Rotation = NO_ROTATION,
 ) -> tuple[list[Instance], bool]:
-    """Instances 0..count-1: missing ones started (behind the gate, then into the rotation),
-    those past it dropped (out of the rotation first).
+    """The instances of `indexes`: missing ones started (behind the gate, then into the
+    rotation), the others dropped (out of the rotation first).
 
     Returns (instances, whether any was started or dropped). Raises RolloutStopped with the
     instances as they are when a new instance fails its gate.
     """
     kept = {instance_index(i.name): i for i in instances}
-    dropped = [kept.pop(index) for index in sorted(kept) if index >= count]
+    dropped = [kept.pop(index) for index in sorted(kept) if index not in indexes]
     rotation.leave(dropped)
     for instance in dropped:
         drop(instance)
     started: list[Instance] = []
     try:
-        for index in range(count):
+        for index in indexes:
             if index not in kept:
                 cancel.checkpoint()
-                progress.status(f"starting instance {index} of {count}", force=True)
+                progress.status(f"starting instance {index} of {len(indexes)}", force=True)
                 started.append(start(index))
         healthy = rotation.join(gate.wait(started))
     except (GateFailed, cancel.Cancelled) as exc:

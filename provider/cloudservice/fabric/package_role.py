@@ -362,8 +362,8 @@ class PackageRole:
                 top = self._os_layer_of(deployment)
                 leaving = {i.name for i in deployment.instances if self._disrupts(i, top)}
                 parts.append(leaving_in_turn(waves, leaving))
-        if len(deployment.instances) != spec.instance_count:
-            parts.append(f"instances {len(deployment.instances)} -> {spec.instance_count}")
+        if len(deployment.instances) != len(spec.instance_indexes()):
+            parts.append(f"instances {len(deployment.instances)} -> {len(spec.instance_indexes())}")
         return "will: " + ("; ".join(parts) or "change nothing on the host")
 
     # -- internals -----------------------------------------------------------------------------
@@ -535,7 +535,7 @@ class PackageRole:
         try:
             instances, changed = scale(
                 deployment.instances,
-                self.spec.instance_count,
+                self.spec.instance_indexes(),
                 start=lambda index: start_instance(self.host, template, index),
                 drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
                 gate=self._gate(),

@@ -161,7 +161,7 @@ class VmRole:
             deployment = self._release(deployment)
         return self._scale(deployment)
 
-    def preview(self, deployment: VmRoleDeployment, instance_count: int) -> str:
+    def preview(self, deployment: VmRoleDeployment) -> str:
         """The change in service terms, for `pulumi preview --diff`, computed without side
         effects: blocks and bytes to upload, update domains that roll, instance counts."""
         parts = []
@@ -180,8 +180,9 @@ class VmRole:
             parts.append(f"update domains {touched or 'none'} ({self.spec.upgrade_mode})")
             if self.spec.front_door:
                 parts.append(leaving_in_turn(waves, {name for name, _ in moving}))
-        if len(deployment.instances) != instance_count:
-            parts.append(f"instances {len(deployment.instances)} -> {instance_count}")
+        wanted = len(self.spec.instance_indexes())
+        if len(deployment.instances) != wanted:
+            parts.append(f"instances {len(deployment.instances)} -> {wanted}")
         return "will: " + ("; ".join(parts) or "change settings only")
 
     # -- internals -----------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class VmRole:
         try:
             instances, changed = scale(
                 deployment.instances,
-                self.spec.instance_count,
+                self.spec.instance_indexes(),
                 start=lambda index: start_instance(self.host, template, index),
                 drop=lambda i: drop_instance(self.host, self.spec.pool, i.name, self.network),
                 gate=self._gate(),

@@ -100,6 +100,12 @@ ROLE_RULES: dict[str, ChangeRule] = {
     "instanceCount": ChangeRule(
         ChangeKind.SCALE, '[table: "Number of instances of a particular role" - in-place: Yes]'
     ),
+    "faultDomainCount": ChangeRule(
+        ChangeKind.SCALE, "hosts added or removed: instances move to their new fault domains"
+    ),
+    "faultDomain": ChangeRule(
+        ChangeKind.REPLACE, "the host a resource stands for is its identity: as pool"
+    ),
     "settings": ChangeRule(
         ChangeKind.IN_PLACE,
         '[table: "Configuration settings" - in-place: Yes]: a new configuration medium; '

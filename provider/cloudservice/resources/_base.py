@@ -177,8 +177,11 @@ def observed_changes(state: Model, live: Observed) -> dict[str, Any]:
         "layers": live.layers,
         "rollout_complete": live.rollout_complete,
     }
-    if len(live.instances) != len(getattr(state, "instances", [])):
-        changes["instance_count"] = max(len(live.instances), 1)
+    recorded = len(getattr(state, "instances", []))
+    if len(live.instances) != recorded:
+        # The role's count less the instances gone (more: those found) on this host.
+        count = getattr(state, "instance_count", recorded) + len(live.instances) - recorded
+        changes["instance_count"] = max(count, 1)
     return changes
 
 

@@ -65,7 +65,7 @@ class VmRole(RoleResource[VmRoleArgs, VmRoleState]):
     def preview_update(self, old: VmRoleState, new: VmRoleArgs) -> dict[str, Any]:
         """The change in service terms, for `pulumi preview --diff`: the `summary` output."""
         with self.connect() as host:
-            summary = fabric.VmRole(host, new).preview(old.deployment(), new.instance_count)
+            summary = fabric.VmRole(host, new).preview(old.deployment())
         return {"summary": summary}
 
     # -- create / read / update / delete -------------------------------------------------------

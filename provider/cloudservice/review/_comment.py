@@ -71,6 +71,12 @@ def _counts(preview: Preview) -> str:
 
 def _title(step: Step) -> str:
     kind = _KINDS.get(step.type) or step.type.split(":")[-1].split("/")[0]
+    inputs = step.new or step.old
+    count = inputs.get("faultDomainCount") or 1
+    if step.type in _ROLE_KINDS and count > 1:  # one resource per host: say which
+        domain = inputs.get("faultDomain") or 0
+        name = step.name.removesuffix(f"-fd{domain}")
+        return f"**{name}** ({kind}, fault domain {domain} of {count})"
     return f"**{step.name}** ({kind})"
 
 

@@ -28,6 +28,8 @@ class VmRoleArgs:
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
                  cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]] = None,
+                 fault_domain: pulumi.Input[Optional[_builtins.int]] = None,
+                 fault_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  image_sha256: pulumi.Input[Optional[_builtins.str]] = None,
@@ -48,6 +50,8 @@ class VmRoleArgs:
         :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input['EndpointArgs']]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
+        :param pulumi.Input[_builtins.int] fault_domain: The host this resource is: it runs the instances of that fault domain.
+        :param pulumi.Input[_builtins.int] fault_domain_count: Hosts the role's instances are spread over, one resource per host.
         :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.str] image_sha256: Filled in by the provider.
@@ -69,6 +73,14 @@ class VmRoleArgs:
             pulumi.set(__self__, "cidr", cidr)
         if endpoints is not None:
             pulumi.set(__self__, "endpoints", endpoints)
+        if fault_domain is None:
+            fault_domain = 0
+        if fault_domain is not None:
+            pulumi.set(__self__, "fault_domain", fault_domain)
+        if fault_domain_count is None:
+            fault_domain_count = 1
+        if fault_domain_count is not None:
+            pulumi.set(__self__, "fault_domain_count", fault_domain_count)
         if front_door is not None:
             pulumi.set(__self__, "front_door", front_door)
         if health_timeout_seconds is None:
@@ -183,6 +195,30 @@ class VmRoleArgs:
     @endpoints.setter
     def endpoints(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['EndpointArgs']]]]):
         pulumi.set(self, "endpoints", value)
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomain")
+    def fault_domain(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        The host this resource is: it runs the instances of that fault domain.
+        """
+        return pulumi.get(self, "fault_domain")
+
+    @fault_domain.setter
+    def fault_domain(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "fault_domain", value)
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomainCount")
+    def fault_domain_count(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        Hosts the role's instances are spread over, one resource per host.
+        """
+        return pulumi.get(self, "fault_domain_count")
+
+    @fault_domain_count.setter
+    def fault_domain_count(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "fault_domain_count", value)
 
     @_builtins.property
     @pulumi.getter(name="frontDoor")
@@ -314,6 +350,8 @@ class VmRole(pulumi.CustomResource):
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
                  cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]]] = None,
+                 fault_domain: pulumi.Input[Optional[_builtins.int]] = None,
+                 fault_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  image: pulumi.Input[Optional[_builtins.str]] = None,
@@ -337,6 +375,8 @@ class VmRole(pulumi.CustomResource):
         :param pulumi.Input[_builtins.int] address_offset: Instance i gets host number addressOffset + i of cidr (default 10).
         :param pulumi.Input[_builtins.str] cidr: The network's IPv4 subnet.
         :param pulumi.Input[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]] endpoints: Input endpoints; each is forwarded from a port on the host's loopback.
+        :param pulumi.Input[_builtins.int] fault_domain: The host this resource is: it runs the instances of that fault domain.
+        :param pulumi.Input[_builtins.int] fault_domain_count: Hosts the role's instances are spread over, one resource per host.
         :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.str] image: Absolute path of the role's .vhd: fixed, dynamic, or a differencing disk whose parent is the image deployed now.
@@ -379,6 +419,8 @@ class VmRole(pulumi.CustomResource):
                  address_offset: pulumi.Input[Optional[_builtins.int]] = None,
                  cidr: pulumi.Input[Optional[_builtins.str]] = None,
                  endpoints: pulumi.Input[Optional[Sequence[pulumi.Input[Union['EndpointArgs', 'EndpointArgsDict']]]]] = None,
+                 fault_domain: pulumi.Input[Optional[_builtins.int]] = None,
+                 fault_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  image: pulumi.Input[Optional[_builtins.str]] = None,
@@ -405,6 +447,12 @@ class VmRole(pulumi.CustomResource):
             __props__.__dict__["address_offset"] = address_offset
             __props__.__dict__["cidr"] = cidr
             __props__.__dict__["endpoints"] = endpoints
+            if fault_domain is None:
+                fault_domain = 0
+            __props__.__dict__["fault_domain"] = fault_domain
+            if fault_domain_count is None:
+                fault_domain_count = 1
+            __props__.__dict__["fault_domain_count"] = fault_domain_count
             __props__.__dict__["front_door"] = front_door
             if health_timeout_seconds is None:
                 health_timeout_seconds = 300
@@ -468,6 +516,8 @@ class VmRole(pulumi.CustomResource):
         __props__.__dict__["address_offset"] = None
         __props__.__dict__["cidr"] = None
         __props__.__dict__["endpoints"] = None
+        __props__.__dict__["fault_domain"] = None
+        __props__.__dict__["fault_domain_count"] = None
         __props__.__dict__["front_door"] = None
         __props__.__dict__["health_timeout_seconds"] = None
         __props__.__dict__["image"] = None
@@ -513,6 +563,22 @@ class VmRole(pulumi.CustomResource):
         Input endpoints; each is forwarded from a port on the host's loopback.
         """
         return pulumi.get(self, "endpoints")
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomain")
+    def fault_domain(self) -> pulumi.Output[_builtins.int]:
+        """
+        The host this resource is: it runs the instances of that fault domain.
+        """
+        return pulumi.get(self, "fault_domain")
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomainCount")
+    def fault_domain_count(self) -> pulumi.Output[_builtins.int]:
+        """
+        Hosts the role's instances are spread over, one resource per host.
+        """
+        return pulumi.get(self, "fault_domain_count")
 
     @_builtins.property
     @pulumi.getter(name="frontDoor")

@@ -34,6 +34,8 @@ class WorkerRoleArgs:
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
                  environment: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 fault_domain: pulumi.Input[Optional[_builtins.int]] = None,
+                 fault_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  local_storage: pulumi.Input[Optional[Sequence[pulumi.Input['LocalStorageArgs']]]] = None,
@@ -72,6 +74,8 @@ class WorkerRoleArgs:
         :param pulumi.Input[_builtins.str] entry_point: Command line of the role; default the package's.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] environment: Environment variables of the role's processes.
         :param pulumi.Input[_builtins.str] execution_context: The entry point runs as the role's user, or as root. One of: limited, elevated.
+        :param pulumi.Input[_builtins.int] fault_domain: The host this resource is: it runs the instances of that fault domain.
+        :param pulumi.Input[_builtins.int] fault_domain_count: Hosts the role's instances are spread over, one resource per host.
         :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[Sequence[pulumi.Input['LocalStorageArgs']]] local_storage: Local scratch directories.
@@ -117,6 +121,14 @@ class WorkerRoleArgs:
             execution_context = 'limited'
         if execution_context is not None:
             pulumi.set(__self__, "execution_context", execution_context)
+        if fault_domain is None:
+            fault_domain = 0
+        if fault_domain is not None:
+            pulumi.set(__self__, "fault_domain", fault_domain)
+        if fault_domain_count is None:
+            fault_domain_count = 1
+        if fault_domain_count is not None:
+            pulumi.set(__self__, "fault_domain_count", fault_domain_count)
         if front_door is not None:
             pulumi.set(__self__, "front_door", front_door)
         if health_timeout_seconds is None:
@@ -337,6 +349,30 @@ class WorkerRoleArgs:
     @execution_context.setter
     def execution_context(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "execution_context", value)
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomain")
+    def fault_domain(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        The host this resource is: it runs the instances of that fault domain.
+        """
+        return pulumi.get(self, "fault_domain")
+
+    @fault_domain.setter
+    def fault_domain(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "fault_domain", value)
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomainCount")
+    def fault_domain_count(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        Hosts the role's instances are spread over, one resource per host.
+        """
+        return pulumi.get(self, "fault_domain_count")
+
+    @fault_domain_count.setter
+    def fault_domain_count(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "fault_domain_count", value)
 
     @_builtins.property
     @pulumi.getter(name="frontDoor")
@@ -616,6 +652,8 @@ class WorkerRole(pulumi.CustomResource):
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
                  environment: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 fault_domain: pulumi.Input[Optional[_builtins.int]] = None,
+                 fault_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  instance_count: pulumi.Input[Optional[_builtins.int]] = None,
@@ -657,6 +695,8 @@ class WorkerRole(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] entry_point: Command line of the role; default the package's.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] environment: Environment variables of the role's processes.
         :param pulumi.Input[_builtins.str] execution_context: The entry point runs as the role's user, or as root. One of: limited, elevated.
+        :param pulumi.Input[_builtins.int] fault_domain: The host this resource is: it runs the instances of that fault domain.
+        :param pulumi.Input[_builtins.int] fault_domain_count: Hosts the role's instances are spread over, one resource per host.
         :param pulumi.Input[_builtins.str] front_door: The service front door's directory: rollouts take instances out of its rotation and back.
         :param pulumi.Input[_builtins.float] health_timeout_seconds: Health gate deadline.
         :param pulumi.Input[_builtins.int] instance_count: Number of instances.
@@ -717,6 +757,8 @@ class WorkerRole(pulumi.CustomResource):
                  entry_point: pulumi.Input[Optional[_builtins.str]] = None,
                  environment: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  execution_context: pulumi.Input[Optional[_builtins.str]] = None,
+                 fault_domain: pulumi.Input[Optional[_builtins.int]] = None,
+                 fault_domain_count: pulumi.Input[Optional[_builtins.int]] = None,
                  front_door: pulumi.Input[Optional[_builtins.str]] = None,
                  health_timeout_seconds: pulumi.Input[Optional[_builtins.float]] = None,
                  instance_count: pulumi.Input[Optional[_builtins.int]] = None,
@@ -763,6 +805,12 @@ class WorkerRole(pulumi.CustomResource):
             if execution_context is None:
                 execution_context = 'limited'
             __props__.__dict__["execution_context"] = execution_context
+            if fault_domain is None:
+                fault_domain = 0
+            __props__.__dict__["fault_domain"] = fault_domain
+            if fault_domain_count is None:
+                fault_domain_count = 1
+            __props__.__dict__["fault_domain_count"] = fault_domain_count
             __props__.__dict__["front_door"] = front_door
             if health_timeout_seconds is None:
                 health_timeout_seconds = 300
@@ -862,6 +910,8 @@ class WorkerRole(pulumi.CustomResource):
         __props__.__dict__["entry_point"] = None
         __props__.__dict__["environment"] = None
         __props__.__dict__["execution_context"] = None
+        __props__.__dict__["fault_domain"] = None
+        __props__.__dict__["fault_domain_count"] = None
         __props__.__dict__["front_door"] = None
         __props__.__dict__["health_timeout_seconds"] = None
         __props__.__dict__["instance_count"] = None
@@ -955,6 +1005,22 @@ class WorkerRole(pulumi.CustomResource):
         The entry point runs as the role's user, or as root. One of: limited, elevated.
         """
         return pulumi.get(self, "execution_context")
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomain")
+    def fault_domain(self) -> pulumi.Output[_builtins.int]:
+        """
+        The host this resource is: it runs the instances of that fault domain.
+        """
+        return pulumi.get(self, "fault_domain")
+
+    @_builtins.property
+    @pulumi.getter(name="faultDomainCount")
+    def fault_domain_count(self) -> pulumi.Output[_builtins.int]:
+        """
+        Hosts the role's instances are spread over, one resource per host.
+        """
+        return pulumi.get(self, "fault_domain_count")
 
     @_builtins.property
     @pulumi.getter(name="frontDoor")
