@@ -58,7 +58,7 @@ signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 config = pulumi.Config()
 settings = load_stack_config()
-stack = pulumi.get_stack()
+stack, project = pulumi.get_stack(), pulumi.get_project()
 prefix = f"cs-{stack}"
 
 service_file = Path(settings.service_file or "sample/service.yaml").resolve()
@@ -89,7 +89,7 @@ if settings.hosts:
     for provider, uri in own.items():
         if settings.hosts[0].uri != uri:
             raise pulumi.RunError(
-                f"{stack_file(stack)}: config sample-service:hosts[0].uri must be the host "
+                f"{stack_file(stack)}: config {project}:hosts[0].uri must be the host "
                 f"{provider}:uri names (the stack's first host)"
             )
     cidr = str(settings.hosts[0].cidr or cidr)
@@ -124,7 +124,7 @@ def host_resources(
     return pool, network
 
 
-# The first host is the stacks' own (libvirt:uri, cloudservice:uri); each further host in
+# The first host is the stack's own (libvirt:uri, cloudservice:uri); each further host in
 # `hosts` is a fault domain with providers of its own.
 first_path = (settings.hosts[0].pool_path if settings.hosts else None) or pool_path
 pool, network = host_resources("", cidr, first_path)
@@ -132,7 +132,7 @@ more_hosts = []
 for number, host in enumerate(settings.hosts[1:], start=1):
     if networked and host.cidr is None:
         raise pulumi.RunError(
-            f"{stack_file(stack)}: config sample-service:hosts[{number}].cidr: each host needs "
+            f"{stack_file(stack)}: config {project}:hosts[{number}].cidr: each host needs "
             "a subnet of its own for the service network"
         )
     on_host = pulumi.ResourceOptions(

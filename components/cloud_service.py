@@ -282,10 +282,16 @@ def _settings(
 
 
 def _release(placed: list[VmRole | WebRole | WorkerRole]) -> pulumi.Output[dict[str, str] | None]:
-    """The role's release: complete when it is on every host it runs on."""
-    role = placed[0]
-    complete = pulumi.Output.all(*[r.rollout_complete for r in placed]).apply(all)
-    digests: dict[str, Any] = {"rollout_complete": complete}
+    """The role's release: what it runs once its rollout completed on every host it runs on,
+    all of them running the same (a host a failed `up` never reached still runs the old one)."""
+    on_hosts = [pulumi.Output.all(**_digests(role)).apply(role_release) for role in placed]
+    return pulumi.Output.all(*on_hosts).apply(
+        lambda releases: releases[0] if all(r == releases[0] for r in releases) else None
+    )
+
+
+def _digests(role: VmRole | WebRole | WorkerRole) -> dict[str, pulumi.Output[Any]]:
+    digests: dict[str, pulumi.Output[Any]] = {"rollout_complete": role.rollout_complete}
     if isinstance(role, VmRole):
         digests["image_sha256"] = role.image_sha256
     else:
@@ -294,7 +300,7 @@ def _release(placed: list[VmRole | WebRole | WorkerRole]) -> pulumi.Output[dict[
             "os_resolved": role.os_resolved,
             "os_image_sha256": role.os_image_sha256,
         }
-    return pulumi.Output.all(**digests).apply(role_release)
+    return digests
 
 
 def _volumes(layers: list[dict[str, Any]]) -> list[str]:

@@ -294,3 +294,50 @@ def test_a_bad_instance_count_override_is_one_line(
         lambda: _service(spec, network="net", cidr="10.9.0.0/24", instance_counts=counts)
     )
     assert message.startswith(f"service svc: {problem}")
+
+
+class RolledMocks(Mocks):
+    """Roles as the provider reports them after a rollout: the image each host runs."""
+
+    def __init__(self, runs: dict[str, str]) -> None:
+        super().__init__()
+        self.runs = runs
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == "cloudservice:index:VmRole":
+            outputs |= {"rolloutComplete": True, "imageSha256": self.runs[args.name]}
+        return resource_id, outputs
+
+
+@pytest.mark.parametrize(
+    ("second_host_runs", "exported"),
+    [("a" * 64, {"Legacy": {"imageSha256": "a" * 64}}), ("b" * 64, {})],
+    ids=["same-release-everywhere", "a-host-still-on-the-old-one"],
+)
+def test_a_release_is_exported_only_when_every_host_runs_it(
+    second_host_runs: str, exported: dict[str, Any]
+) -> Any:
+    from components import ServiceHost
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    mocks = RolledMocks({"svc-Legacy": "a" * 64, "svc-Legacy-fd1": second_host_runs})
+    pulumi.runtime.set_mocks(mocks, preview=False)
+    spec = _spec([LEGACY], [{"name": "Legacy", "instances": 2}])
+    second = pulumi.ProviderResource("cloudservice", "host1", {"uri": "qemu+ssh://h2/system"})
+    service = _service(
+        spec,
+        network="net",
+        cidr="10.9.0.0/24",
+        more_hosts=[ServiceHost("pool-2", second, network="net-2", cidr="10.10.0.0/24")],
+    )
+    future: asyncio.Future[Any] = loop.create_future()
+    service.releases.apply(future.set_result)
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(future, 10)) == exported
+    finally:
+        pending = asyncio.all_tasks(loop)
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -76,6 +76,15 @@ def test_what_needs_a_new_deployment_is_a_replace(role: Driver) -> None:
     assert moved.replaces == ["updateDomainCount"] and moved.delete_before_replace
 
 
+def test_state_from_before_an_input_existed_reads_as_its_default(role: Driver) -> None:
+    # A stack deployed by an older provider has no faultDomain inputs: not a replacement.
+    new = role.checked(_inputs())
+    old = {k: v for k, v in new.items() if k not in ("faultDomain", "faultDomainCount")}
+    assert role.diff(old, new).changes is False
+    moved = role.diff(old, {**new, "faultDomainCount": 2})
+    assert list(moved.detailed_diff) == ["faultDomainCount"] and not moved.replaces
+
+
 def test_a_stopped_rollout_is_a_change_even_with_the_same_inputs(role: Driver) -> None:
     old = role.checked(_inputs())
     diff = role.diff({**old, "rolloutComplete": False}, old)

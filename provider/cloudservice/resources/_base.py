@@ -91,13 +91,17 @@ class Resource(ABC, Generic[ArgsT, StateT]):
         unknown: set[str],
         ignore: set[str],
     ) -> Changes:
-        """Compare Args fields only: those are what the user controls."""
+        """Compare Args fields only: those are what the user controls. An input the state
+        lacks reads as its default, as check fills it: state written before the input existed
+        (an older provider) is not a change."""
         replace = self.replace_properties()
         changes = Changes()
+        old = _with_defaults(self.args_model, old_state, set())
+        new = _with_defaults(self.args_model, new_inputs, unknown)
         for wire_name in wire_names(self.args_model).values():
             if wire_name in ignore:
                 continue
-            if wire_name in unknown or old_state.get(wire_name) != new_inputs.get(wire_name):
+            if wire_name in unknown or old.get(wire_name) != new.get(wire_name):
                 changes.fields.append(FieldChange(wire_name, wire_name in replace))
         return changes
 
